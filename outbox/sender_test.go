@@ -1,0 +1,280 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigie/vigie/render"
+	"github.com/vigie/vigie/store"
+	"github.com/vigie/vigie/telemetry"
+)
+
+// recorder is a scripted transport: it records what it was asked to send
+// and fails according to the script, keyed by message text.
+type recorder struct {
+	mu       sync.Mutex
+	sent     []Delivery
+	attempts map[string]int
+	failures map[string][]error // errors returned on successive attempts
+}
+
+func newRecorder() *recorder {
+	return &recorder{attempts: map[string]int{}, failures: map[string][]error{}}
+}
+
+func (r *recorder) Deliver(_ context.Context, d Delivery) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.attempts[d.Plain]
+	r.attempts[d.Plain]++
+	if script := r.failures[d.Plain]; n < len(script) && script[n] != nil {
+		return "", script[n]
+	}
+	r.sent = append(r.sent, d)
+	return "$" + d.TxnID, nil
+}
+
+func (r *recorder) delivered() []Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Delivery(nil), r.sent...)
+}
+
+type fixture struct {
+	st      *store.Store
+	box     *Outbox
+	rec     *recorder
+	metrics *telemetry.Metrics
+	dir     string
+}
+
+func newFixture(t *testing.T) *fixture {
+	dir := filepath.Join(t.TempDir(), "data")
+	st, err := store.Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &fixture{st: st, box: New(st), rec: newRecorder(), metrics: telemetry.NewMetrics(), dir: dir}
+}
+
+var fastRetries = SenderConfig{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Poll: 10 * time.Millisecond}
+
+// start runs a sender until the test ends.
+func (f *fixture) start(t *testing.T, cfg SenderConfig) *Sender {
+	s := f.box.NewSender("matrix", f.st, f.rec, cfg, f.metrics)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func (f *fixture) send(t *testing.T, room, text string, editOf int64) int64 {
+	ids, err := f.box.Send(t.Context(), Message{Transport: "matrix", Room: room, Content: render.Render(render.Text(text)), EditOf: editOf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids[0]
+}
+
+func (f *fixture) waitState(t *testing.T, id int64, state string) store.OutMessage {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := f.st.Message(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.State == state {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message %d stayed %s (want %s), last error %q", id, m.State, state, m.LastError)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeliversInOrderAndResolvesEdits(t *testing.T) {
+	f := newFixture(t)
+	// Queue before the sender runs, as after a restart.
+	a1 := f.send(t, "!a", "a1", 0)
+	b1 := f.send(t, "!b", "b1", 0)
+	a2 := f.send(t, "!a", "a1 edited", a1)
+	f.start(t, fastRetries)
+	f.waitState(t, a2, store.StateSent)
+	f.waitState(t, b1, store.StateSent)
+
+	got := f.rec.delivered()
+	var order []string
+	for _, d := range got {
+		order = append(order, d.Plain)
+	}
+	if fmt.Sprint(order) != "[a1 b1 a1 edited]" {
+		t.Fatalf("delivery order %v", order)
+	}
+	orig := f.waitState(t, a1, store.StateSent)
+	if got[2].EditOfRemote != orig.RemoteID || orig.RemoteID != "$"+orig.TxnID {
+		t.Fatalf("edit resolved to %q, original sent as %q", got[2].EditOfRemote, orig.RemoteID)
+	}
+}
+
+func TestTransientFailureRetriesWithSameTxnAndDoesNotBlockOtherRooms(t *testing.T) {
+	f := newFixture(t)
+	f.rec.failures["a1"] = []error{errors.New("502 bad gateway"), errors.New("connection refused")}
+	a1 := f.send(t, "!a", "a1", 0)
+	a2 := f.send(t, "!a", "a2", 0)
+	b1 := f.send(t, "!b", "b1", 0)
+	f.start(t, fastRetries)
+	f.waitState(t, a2, store.StateSent)
+	f.waitState(t, b1, store.StateSent)
+
+	m := f.waitState(t, a1, store.StateSent)
+	if m.Attempts != 2 {
+		t.Errorf("attempts recorded %d, want 2", m.Attempts)
+	}
+	got := f.rec.delivered()
+	if got[0].Plain != "b1" {
+		t.Errorf("room !b waited behind room !a's failing message: %v", got[0].Plain)
+	}
+	if got[1].Plain != "a1" || got[2].Plain != "a2" {
+		t.Errorf("room !a out of order")
+	}
+	if f.rec.attempts["a1"] != 3 {
+		t.Errorf("a1 attempted %d times", f.rec.attempts["a1"])
+	}
+	if v := counter(f.metrics, "transient"); v != 2 {
+		t.Errorf("retried metric %v", v)
+	}
+}
+
+func TestRateLimitPausesTheTransport(t *testing.T) {
+	f := newFixture(t)
+	f.rec.failures["a1"] = []error{RateLimited(errors.New("M_LIMIT_EXCEEDED"), 300*time.Millisecond)}
+	a1 := f.send(t, "!a", "a1", 0)
+	b1 := f.send(t, "!b", "b1", 0)
+	start := time.Now()
+	f.start(t, fastRetries)
+	f.waitState(t, a1, store.StateSent)
+	f.waitState(t, b1, store.StateSent)
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Fatalf("delivered after %v, before retry_after elapsed", el)
+	}
+	if v := counter(f.metrics, "rate_limited"); v != 1 {
+		t.Errorf("rate-limited metric %v", v)
+	}
+}
+
+func TestPermanentFailureFailsDependentEdits(t *testing.T) {
+	f := newFixture(t)
+	f.rec.failures["a1"] = []error{Permanent(errors.New("M_FORBIDDEN: not in room"))}
+	a1 := f.send(t, "!a", "a1", 0)
+	edit := f.send(t, "!a", "a1 edited", a1)
+	a3 := f.send(t, "!a", "a3", 0)
+	f.start(t, fastRetries)
+	f.waitState(t, a3, store.StateSent)
+	if m := f.waitState(t, a1, store.StateFailed); m.LastError != "M_FORBIDDEN: not in room" {
+		t.Errorf("reason %q", m.LastError)
+	}
+	if m := f.waitState(t, edit, store.StateFailed); m.LastError == "" {
+		t.Error("edit of a failed message failed without a reason")
+	}
+	if f.rec.attempts["a1 edited"] != 0 {
+		t.Error("edit of a failed message was sent")
+	}
+}
+
+func TestGivesUpAfterDeadline(t *testing.T) {
+	f := newFixture(t)
+	f.rec.failures["a1"] = []error{errors.New("timeout"), errors.New("timeout"), errors.New("timeout"), errors.New("timeout")}
+	a1 := f.send(t, "!a", "a1", 0)
+	cfg := fastRetries
+	cfg.GiveUpAfter = 30 * time.Millisecond
+	f.start(t, cfg)
+	m := f.waitState(t, a1, store.StateFailed)
+	if m.Attempts == 0 {
+		t.Error("gave up without recording attempts")
+	}
+}
+
+// A sender stopped mid-way (the process died) leaves messages pending; the
+// next sender on the same store resends them with their original txn IDs.
+func TestRestartResendsWithSameTxnID(t *testing.T) {
+	f := newFixture(t)
+	hang := make(chan struct{})
+	first := &blockingDeliverer{hang: hang, called: make(chan struct{})}
+	id := f.send(t, "!a", "a1", 0)
+	orig, _ := f.st.Message(t.Context(), id)
+
+	s1 := f.box.NewSender("matrix", f.st, first, fastRetries, f.metrics)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s1.Run(ctx) }()
+	<-first.called
+	cancel() // "crash" while the request is in flight
+	close(hang)
+	<-done
+	if m, _ := f.st.Message(t.Context(), id); m.State != store.StatePending {
+		t.Fatalf("message left %s after an interrupted send", m.State)
+	}
+
+	f.start(t, fastRetries)
+	sent := f.waitState(t, id, store.StateSent)
+	got := f.rec.delivered()
+	if len(got) != 1 || got[0].TxnID != orig.TxnID || first.txn != orig.TxnID || sent.RemoteID != "$"+orig.TxnID {
+		t.Fatalf("resend used txn %v, first attempt %q, original %q", got, first.txn, orig.TxnID)
+	}
+}
+
+type blockingDeliverer struct {
+	hang   chan struct{}
+	called chan struct{}
+	txn    string
+	once   sync.Once
+}
+
+func (b *blockingDeliverer) Deliver(ctx context.Context, d Delivery) (string, error) {
+	b.txn = d.TxnID
+	b.once.Do(func() { close(b.called) })
+	<-b.hang
+	return "", ctx.Err()
+}
+
+func TestDrain(t *testing.T) {
+	f := newFixture(t)
+	s := f.start(t, fastRetries)
+	for i := range 20 {
+		f.send(t, "console", fmt.Sprint(i), 0)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.rec.delivered()); n != 20 {
+		t.Fatalf("drained with %d of 20 delivered", n)
+	}
+}
+
+func counter(m *telemetry.Metrics, reason string) float64 {
+	mfs, _ := m.Registry.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "vigie_messages_retried_total" {
+			continue
+		}
+		for _, metric := range mf.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return metric.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

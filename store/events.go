@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// MarkSeen records that an incoming event was handled. It reports false when
+// the event was seen before, so a redelivered command never runs twice.
+func (s *Store) MarkSeen(ctx context.Context, eventID string) (first bool, err error) {
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO seen_events (event_id, seen_at) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING`,
+		eventID, s.nowMS())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// ForgetSeenBefore drops seen-event records older than t; events that old are
+// refused by the transports' age check anyway.
+func (s *Store) ForgetSeenBefore(ctx context.Context, t time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM seen_events WHERE seen_at < ?`, t.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// AuditRecord is one line of the audit log.
+type AuditRecord struct {
+	At      time.Time
+	Actor   string
+	Room    string
+	EventID string
+	Command string
+	Args    string
+	Access  string // "read" or "change"
+	Outcome string // "ok", "error", "denied", "unknown", "invalid", ...
+	Detail  string
+}
+
+// Audit appends a record to the audit log.
+func (s *Store) Audit(ctx context.Context, r AuditRecord) error {
+	if r.At.IsZero() {
+		r.At = s.now()
+	}
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO audit (at, actor, room, event_id, command, args, access, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.At.UnixMilli(), r.Actor, r.Room, r.EventID, r.Command, r.Args, r.Access, r.Outcome, r.Detail)
+	return err
+}
+
+// AuditLog returns the most recent records, newest first.
+func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditRecord, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT at, actor, room, event_id, command, args, access, outcome, detail FROM audit ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AuditRecord
+	for rows.Next() {
+		var r AuditRecord
+		var at int64
+		if err := rows.Scan(&at, &r.Actor, &r.Room, &r.EventID, &r.Command, &r.Args, &r.Access, &r.Outcome, &r.Detail); err != nil {
+			return nil, err
+		}
+		r.At = time.UnixMilli(at)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

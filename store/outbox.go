@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Message states in the outbox.
+const (
+	StatePending = "pending"
+	StateSent    = "sent"
+	StateFailed  = "failed"
+)
+
+// OutMessage is one outgoing message as persisted in the outbox.
+type OutMessage struct {
+	ID         int64
+	Transport  string // "matrix", "console"
+	Room       string
+	TxnID      string // assigned by Enqueue; reused on every retry
+	Plain      string
+	HTML       string
+	ReplyTo    string // remote event this message answers, if any
+	EditOf     int64  // earlier outbox message this one edits, 0 if none
+	ThreadRoot int64  // earlier outbox message whose thread this joins, 0 if none
+	State      string
+	RemoteID   string // event ID given by the transport once sent
+	Attempts   int
+	LastError  string
+	CreatedAt  time.Time
+}
+
+// ErrNotFound is returned for an outbox ID that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Enqueue persists messages (all or none) and returns their IDs in order.
+// Transaction IDs are random so they never collide with those of an earlier
+// database, which the homeserver may still remember.
+func (s *Store) Enqueue(ctx context.Context, msgs ...OutMessage) ([]int64, error) {
+	ids := make([]int64, 0, len(msgs))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, m := range msgs {
+			txn, err := newTxnID()
+			if err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx,
+				`INSERT INTO outbox (transport, room, txn_id, plain, html, reply_to, edit_of, thread_root, created_at)
+				 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				m.Transport, m.Room, txn, m.Plain, m.HTML, m.ReplyTo, nullID(m.EditOf), nullID(m.ThreadRoot), s.nowMS())
+			if err != nil {
+				return fmt.Errorf("enqueue: %w", err)
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// Pending returns up to limit pending messages of a transport, oldest first.
+func (s *Store) Pending(ctx context.Context, transport string, limit int) ([]OutMessage, error) {
+	rows, err := s.db.QueryContext(ctx, selectOutbox+` WHERE transport = ? AND state = 'pending' ORDER BY id LIMIT ?`, transport, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OutMessage
+	for rows.Next() {
+		m, err := scanOutMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Message returns one outbox message by ID.
+func (s *Store) Message(ctx context.Context, id int64) (OutMessage, error) {
+	m, err := scanOutMessage(s.db.QueryRowContext(ctx, selectOutbox+` WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, fmt.Errorf("outbox message %d: %w", id, ErrNotFound)
+	}
+	return m, err
+}
+
+// MarkSent records the remote event ID of a delivered message.
+func (s *Store) MarkSent(ctx context.Context, id int64, remoteID string) error {
+	return s.finish(ctx, id, StateSent, remoteID, "")
+}
+
+// MarkFailed gives up on a message; it is kept for inspection.
+func (s *Store) MarkFailed(ctx context.Context, id int64, reason string) error {
+	return s.finish(ctx, id, StateFailed, "", reason)
+}
+
+// RecordAttempt counts a failed delivery attempt that will be retried.
+func (s *Store) RecordAttempt(ctx context.Context, id int64, reason string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`, reason, id)
+	return err
+}
+
+func (s *Store) finish(ctx context.Context, id int64, state, remoteID, reason string) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE outbox SET state = ?, remote_id = ?, last_error = ?, done_at = ? WHERE id = ? AND state = 'pending'`,
+		state, remoteID, reason, s.nowMS(), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("outbox message %d is not pending: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+const selectOutbox = `SELECT id, transport, room, txn_id, plain, html, reply_to, COALESCE(edit_of, 0), COALESCE(thread_root, 0),
+	state, remote_id, attempts, last_error, created_at FROM outbox`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanOutMessage(row scanner) (OutMessage, error) {
+	var m OutMessage
+	var created int64
+	err := row.Scan(&m.ID, &m.Transport, &m.Room, &m.TxnID, &m.Plain, &m.HTML, &m.ReplyTo, &m.EditOf, &m.ThreadRoot,
+		&m.State, &m.RemoteID, &m.Attempts, &m.LastError, &created)
+	m.CreatedAt = time.UnixMilli(created)
+	return m, err
+}
+
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+func newTxnID() (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "vigie." + hex.EncodeToString(b), nil
+}

@@ -1,0 +1,251 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) (*Store, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	s, err := Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, dir
+}
+
+func TestOpenMigratesOnceAndIsPrivate(t *testing.T) {
+	s, dir := openTest(t)
+	ctx := t.Context()
+	all, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.SchemaVersion(ctx)
+	if err != nil || v != len(all) {
+		t.Fatalf("schema version %d, %v; want %d", v, err, len(all))
+	}
+	if err := s.SetValue(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// Reopening must not re-run migrations (they would fail on existing tables) and keeps data.
+	s2, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s2.Close()
+	if got, ok, err := s2.Value(ctx, "k"); err != nil || !ok || got != "v" {
+		t.Fatalf("after reopen: %q %v %v", got, ok, err)
+	}
+	for _, p := range []string{dir, filepath.Join(dir, FileName)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is readable by others: %v", p, fi.Mode())
+		}
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	s, dir := openTest(t)
+	if _, err := s.db.Exec("PRAGMA user_version = 999"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err := Open(t.Context(), dir)
+	if err == nil || !strings.Contains(err.Error(), "newer than this binary") {
+		t.Fatalf("want refusal of newer schema, got %v", err)
+	}
+}
+
+func TestValuesAndCursors(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	if _, ok, err := s.Value(ctx, "missing"); ok || err != nil {
+		t.Fatalf("missing key: ok=%v err=%v", ok, err)
+	}
+	for _, v := range []string{"a", "b"} {
+		if err := s.SetValue(ctx, "k", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _, _ := s.Value(ctx, "k"); v != "b" {
+		t.Fatalf("value %q, want b", v)
+	}
+	if err := s.DeleteValue(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.Value(ctx, "k"); ok {
+		t.Fatal("deleted value still there")
+	}
+
+	if _, ok, err := s.Cursor(ctx, "nomad"); ok || err != nil {
+		t.Fatalf("fresh cursor: ok=%v err=%v", ok, err)
+	}
+	big := uint64(1) << 62
+	if err := s.SetCursor(ctx, "nomad", big); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok, err := s.Cursor(ctx, "nomad"); !ok || err != nil || p != big {
+		t.Fatalf("cursor %d %v %v", p, ok, err)
+	}
+}
+
+func TestOutboxLifecycle(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	ids, err := s.Enqueue(ctx,
+		OutMessage{Transport: "matrix", Room: "!a", Plain: "one", HTML: "<b>one</b>", ReplyTo: "$cmd"},
+		OutMessage{Transport: "matrix", Room: "!b", Plain: "two", HTML: "two"},
+		OutMessage{Transport: "console", Room: "console", Plain: "three", HTML: "three"},
+	)
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("enqueue: %v %v", ids, err)
+	}
+	edit, err := s.Enqueue(ctx, OutMessage{Transport: "matrix", Room: "!a", Plain: "one!", HTML: "one!", EditOf: ids[0], ThreadRoot: ids[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, err := s.Pending(ctx, "matrix", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 3 || pending[0].ID != ids[0] || pending[1].ID != ids[1] || pending[2].ID != edit[0] {
+		t.Fatalf("pending order wrong: %+v", pending)
+	}
+	first := pending[0]
+	if first.ReplyTo != "$cmd" || first.HTML != "<b>one</b>" || first.State != StatePending || !strings.HasPrefix(first.TxnID, "vigie.") {
+		t.Fatalf("round trip lost fields: %+v", first)
+	}
+	if pending[2].EditOf != ids[0] || pending[2].ThreadRoot != ids[0] {
+		t.Fatalf("relations lost: %+v", pending[2])
+	}
+	txns := map[string]bool{}
+	for _, m := range pending {
+		if txns[m.TxnID] {
+			t.Fatalf("duplicate txn id %s", m.TxnID)
+		}
+		txns[m.TxnID] = true
+	}
+
+	if err := s.RecordAttempt(ctx, ids[0], "502 bad gateway"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkSent(ctx, ids[0], "$ev1"); err != nil {
+		t.Fatal(err)
+	}
+	// Marking twice means two senders raced: it must be refused, not silently accepted.
+	if err := s.MarkSent(ctx, ids[0], "$ev2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second MarkSent: %v", err)
+	}
+	m, err := s.Message(ctx, ids[0])
+	if err != nil || m.State != StateSent || m.RemoteID != "$ev1" || m.Attempts != 1 || m.LastError != "" {
+		t.Fatalf("after send: %+v %v", m, err)
+	}
+	if err := s.MarkFailed(ctx, ids[1], "M_FORBIDDEN"); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Message(ctx, ids[1]); m.State != StateFailed || m.LastError != "M_FORBIDDEN" {
+		t.Fatalf("after fail: %+v", m)
+	}
+	if _, err := s.Message(ctx, 9999); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing message: %v", err)
+	}
+	if pending, _ := s.Pending(ctx, "matrix", 10); len(pending) != 1 || pending[0].ID != edit[0] {
+		t.Fatalf("pending after delivery: %+v", pending)
+	}
+}
+
+func TestEnqueueIsAtomic(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	// The second message edits a row that does not exist: the foreign key fails and nothing is kept.
+	_, err := s.Enqueue(ctx,
+		OutMessage{Transport: "matrix", Room: "!a", Plain: "ok", HTML: "ok"},
+		OutMessage{Transport: "matrix", Room: "!a", Plain: "bad", HTML: "bad", EditOf: 4242},
+	)
+	if err == nil {
+		t.Fatal("enqueue with dangling edit_of succeeded")
+	}
+	if p, _ := s.Pending(ctx, "matrix", 10); len(p) != 0 {
+		t.Fatalf("partial enqueue kept %d rows", len(p))
+	}
+}
+
+func TestMarkSeen(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	first, err := s.MarkSeen(ctx, "$e")
+	if err != nil || !first {
+		t.Fatalf("first: %v %v", first, err)
+	}
+	if again, _ := s.MarkSeen(ctx, "$e"); again {
+		t.Fatal("second MarkSeen reported first")
+	}
+	n, err := s.ForgetSeenBefore(ctx, time.Now().Add(time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("forget: %d %v", n, err)
+	}
+	if first, _ := s.MarkSeen(ctx, "$e"); !first {
+		t.Fatal("forgotten event still seen")
+	}
+}
+
+func TestAudit(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	for _, o := range []string{"ok", "denied"} {
+		if err := s.Audit(ctx, AuditRecord{Actor: "@a:x", Room: "!r", EventID: "$e", Command: "ping", Access: "read", Outcome: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log, err := s.AuditLog(ctx, 10)
+	if err != nil || len(log) != 2 || log[0].Outcome != "denied" || log[1].Outcome != "ok" || log[0].At.IsZero() {
+		t.Fatalf("audit log: %+v %v", log, err)
+	}
+}
+
+// Two processes (vigie run and vigie console) may share a data directory.
+func TestTwoStoresShareOneDatabase(t *testing.T) {
+	s1, dir := openTest(t)
+	s2, err := Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, s := range []*Store{s1, s2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := s.Enqueue(ctx, OutMessage{Transport: "matrix", Room: "!r", Plain: "x", HTML: "x"}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if p, _ := s1.Pending(ctx, "matrix", 1000); len(p) != 100 {
+		t.Fatalf("want 100 rows from two writers, got %d", len(p))
+	}
+}

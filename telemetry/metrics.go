@@ -1,0 +1,45 @@
+// Package telemetry holds Vigie's Prometheus metrics and its HTTP listener
+// for /metrics, /healthz and /readyz.
+package telemetry
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are registered on their own registry, never the global one, so
+// tests and several instances in one process do not collide.
+type Metrics struct {
+	Registry        *prometheus.Registry
+	MessagesSent    *prometheus.CounterVec
+	MessagesFailed  *prometheus.CounterVec
+	MessagesRetried *prometheus.CounterVec
+	Commands        *prometheus.CounterVec
+	CommandLatency  *prometheus.HistogramVec
+}
+
+// NewMetrics creates and registers all metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		MessagesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigie_messages_sent_total", Help: "Messages delivered, by transport.",
+		}, []string{"transport"}),
+		MessagesFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigie_messages_failed_total", Help: "Messages given up on, by transport.",
+		}, []string{"transport"}),
+		MessagesRetried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigie_messages_retried_total", Help: "Delivery attempts that failed and will be retried, by transport and reason (rate_limited, transient).",
+		}, []string{"transport", "reason"}),
+		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigie_commands_total", Help: "Commands handled, by command and outcome.",
+		}, []string{"command", "outcome"}),
+		CommandLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "vigie_command_duration_seconds", Help: "Time from receiving a command to queueing its reply.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"command"}),
+	}
+	m.Registry.MustRegister(m.MessagesSent, m.MessagesFailed, m.MessagesRetried, m.Commands, m.CommandLatency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,62 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestHandler(t *testing.T) {
+	m := NewMetrics()
+	m.MessagesSent.WithLabelValues("matrix").Add(3)
+	var notReady error = errors.New("matrix not synced yet")
+	srv := httptest.NewServer(Handler(m, func(context.Context) error { return notReady }))
+	defer srv.Close()
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("healthz: %d %q", code, body)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "matrix not synced yet") {
+		t.Errorf("readyz not ready: %d %q", code, body)
+	}
+	notReady = nil
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("readyz ready: %d", code)
+	}
+	code, body := get("/metrics")
+	if code != 200 || !strings.Contains(body, `vigie_messages_sent_total{transport="matrix"} 3`) || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("metrics: %d\n%s", code, body)
+	}
+}
+
+func TestServeFailsOnTakenPort(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h := Handler(NewMetrics(), func(context.Context) error { return nil })
+	done, err := Serve(ctx, "127.0.0.1:0", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	if _, err := Serve(ctx, strings.TrimPrefix(srv.URL, "http://"), h); err == nil || !strings.Contains(err.Error(), "http listener on") {
+		t.Fatalf("taken port: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
