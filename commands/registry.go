@@ -1,0 +1,153 @@
+// Package commands parses chat commands, finds their handler, checks the
+// seam where authorization plugs in, runs the handler off the transport's
+// loop with a timeout and panic recovery, and queues the reply. Every
+// command lives in a file of its own.
+package commands
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/vigie/vigie/internal/suggest"
+	"github.com/vigie/vigie/render"
+)
+
+// Access says whether a command only reads the infrastructure or changes it;
+// authorization and confirmation policies key on it.
+type Access int
+
+const (
+	Read Access = iota + 1
+	Change
+)
+
+func (a Access) String() string {
+	switch a {
+	case Read:
+		return "read"
+	case Change:
+		return "change"
+	}
+	return "unknown"
+}
+
+// Spec describes a command to the router and to help.
+type Spec struct {
+	Name    string
+	Aliases []string
+	Access  Access
+	Summary string   // one line for the command list
+	Usage   string   // arguments, e.g. "[command]"
+	Help    string   // longer text for help <command>
+	MinArgs int      // positional arguments accepted
+	MaxArgs int      // -1: any number
+	Options []string // accepted key=value option names
+}
+
+// Request is one command invocation as the handler sees it.
+type Request struct {
+	Invocation
+	Transport string
+	Room      string
+	EventID   string
+	Sender    string // Matrix user ID, or the console's local identity
+	Prefix    string // how commands are written in this transport, for help texts
+}
+
+// Handler runs one command. Run must return when ctx is done.
+type Handler interface {
+	Spec() Spec
+	Run(ctx context.Context, req *Request) (render.Node, error)
+}
+
+// UsageError is a mistake in the arguments; its reply shows the usage.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Usagef makes a UsageError.
+func Usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
+
+// Registry maps names and aliases to handlers.
+type Registry struct {
+	byName map[string]Handler
+	names  []string // primary names, sorted
+}
+
+// NewRegistry creates a registry with the given handlers.
+func NewRegistry(handlers ...Handler) (*Registry, error) {
+	r := &Registry{byName: map[string]Handler{}}
+	for _, h := range handlers {
+		if err := r.Register(h); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Register adds a handler; names and aliases must be unique.
+func (r *Registry) Register(h Handler) error {
+	s := h.Spec()
+	if s.Name == "" || s.Access == 0 {
+		return fmt.Errorf("command %q: a name and an access level are required", s.Name)
+	}
+	for _, n := range append([]string{s.Name}, s.Aliases...) {
+		if _, dup := r.byName[n]; dup {
+			return fmt.Errorf("command name %q registered twice", n)
+		}
+		r.byName[n] = h
+	}
+	r.names = append(r.names, s.Name)
+	sort.Strings(r.names)
+	return nil
+}
+
+// Lookup finds a handler by name or alias.
+func (r *Registry) Lookup(name string) (Handler, bool) {
+	h, ok := r.byName[name]
+	return h, ok
+}
+
+// Suggest returns the known name closest to a mistyped one.
+func (r *Registry) Suggest(name string) (string, bool) {
+	all := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		all = append(all, n)
+	}
+	slices.Sort(all) // deterministic tie-breaking
+	return suggest.Closest(name, all)
+}
+
+// Specs returns every command's spec, sorted by name.
+func (r *Registry) Specs() []Spec {
+	out := make([]Spec, len(r.names))
+	for i, n := range r.names {
+		out[i] = r.byName[n].Spec()
+	}
+	return out
+}
+
+// validate checks arguments and options against the spec.
+func (s Spec) validate(inv Invocation) error {
+	switch {
+	case len(inv.Args) < s.MinArgs:
+		return Usagef("%s needs at least %d argument(s), got %d", s.Name, s.MinArgs, len(inv.Args))
+	case s.MaxArgs >= 0 && len(inv.Args) > s.MaxArgs:
+		return Usagef("%s takes at most %d argument(s), got %d", s.Name, s.MaxArgs, len(inv.Args))
+	}
+	for k := range inv.Options {
+		if slices.Contains(s.Options, k) {
+			continue
+		}
+		if len(s.Options) == 0 {
+			return Usagef("%s takes no key=value options, got %q", s.Name, k)
+		}
+		if near, ok := suggest.Closest(k, s.Options); ok {
+			return Usagef("unknown option %q (did you mean %q?)", k, near)
+		}
+		return Usagef("unknown option %q; %s accepts %v", k, s.Name, s.Options)
+	}
+	return nil
+}

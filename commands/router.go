@@ -1,0 +1,246 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vigie/vigie/outbox"
+	"github.com/vigie/vigie/render"
+	"github.com/vigie/vigie/store"
+	"github.com/vigie/vigie/telemetry"
+)
+
+// Incoming is a command message as a transport received it.
+type Incoming struct {
+	Transport string
+	Room      string
+	EventID   string // unique per message; a repeated ID is handled once
+	Sender    string
+	Text      string // the command line, prefix already removed
+	Prefix    string
+}
+
+// Sender queues replies (the outbox).
+type Sender interface {
+	Send(ctx context.Context, msgs ...outbox.Message) ([]int64, error)
+}
+
+// SeenStore remembers handled events across restarts.
+type SeenStore interface {
+	MarkSeen(ctx context.Context, eventID string) (first bool, err error)
+}
+
+// Auditor records every command and its outcome.
+type Auditor interface {
+	Audit(ctx context.Context, r store.AuditRecord) error
+}
+
+// Authorizer decides whether the sender may run the command. It is the seam
+// where LDAP group policy plugs in; it must fail closed.
+type Authorizer interface {
+	Authorize(ctx context.Context, req *Request, spec Spec) error
+}
+
+// ReadOnly allows every read command and refuses every change: the policy
+// until an authorization backend is configured.
+type ReadOnly struct{}
+
+// Authorize implements Authorizer.
+func (ReadOnly) Authorize(_ context.Context, _ *Request, spec Spec) error {
+	if spec.Access == Read {
+		return nil
+	}
+	return errors.New("commands that change the infrastructure are disabled: no authorization backend is configured")
+}
+
+// RouterConfig holds the router's dependencies and limits.
+type RouterConfig struct {
+	Registry      *Registry
+	Replies       Sender
+	Seen          SeenStore
+	Audit         Auditor
+	Authorizer    Authorizer
+	Metrics       *telemetry.Metrics
+	Timeout       time.Duration // per command
+	MaxReplyBytes int
+	MaxConcurrent int // handlers running at once; more wait
+}
+
+// Router runs commands. It owns the goroutines of running handlers.
+type Router struct {
+	cfg     RouterConfig
+	running sync.WaitGroup
+	slots   chan struct{}
+}
+
+// NewRouter creates a router.
+func NewRouter(cfg RouterConfig) *Router {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Minute
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 16
+	}
+	if cfg.Authorizer == nil {
+		cfg.Authorizer = ReadOnly{}
+	}
+	return &Router{cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent)}
+}
+
+// Handle runs a command in the background so the transport's loop never
+// waits on it. ctx is the owner's: cancelling it stops the handler.
+func (r *Router) Handle(ctx context.Context, in Incoming) {
+	r.running.Add(1)
+	go func() {
+		defer r.running.Done()
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-r.slots }()
+		r.handle(ctx, in, time.Now())
+	}()
+}
+
+// Wait blocks until every handler started so far has queued its reply.
+func (r *Router) Wait() { r.running.Wait() }
+
+// maxAuditArgs bounds what a huge message can put in the audit log.
+const maxAuditArgs = 1024
+
+func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
+	log := zerolog.Ctx(ctx).With().Str("event_id", in.EventID).Str("sender", in.Sender).Str("room", in.Room).Logger()
+	ctx = log.WithContext(ctx)
+
+	if in.EventID != "" {
+		first, err := r.cfg.Seen.MarkSeen(ctx, in.EventID)
+		if err != nil {
+			// Without the record we cannot promise the command runs once.
+			log.Error().Err(err).Msg("Cannot record command event; not running it")
+			r.reply(ctx, in, render.Text("⚠️ Internal error: the state store is unavailable, command not run."))
+			return
+		}
+		if !first {
+			log.Info().Msg("Command event already handled; ignoring the repeat")
+			return
+		}
+	}
+
+	rec := store.AuditRecord{At: received, Actor: in.Sender, Room: in.Room, EventID: in.EventID, Args: clip(in.Text, maxAuditArgs)}
+	inv, err := Parse(in.Text)
+	if err != nil {
+		r.finish(ctx, in, rec, "invalid", "", render.Group(render.Text("⚠️ I could not read that command: "+err.Error()+". "),
+			render.Text("Quote arguments with spaces: "), render.Code(in.Prefix+` deploy web image="my image"`)))
+		return
+	}
+	if inv.Name == "" {
+		inv.Name = "help"
+	}
+	rec.Command = inv.Name
+	h, ok := r.cfg.Registry.Lookup(inv.Name)
+	if !ok {
+		msg := []render.Node{render.Text("⚠️ Unknown command "), render.Code(inv.Name), render.Text(".")}
+		if near, ok := r.cfg.Registry.Suggest(inv.Name); ok {
+			msg = append(msg, render.Text(" Did you mean "), render.Code(commandLine(in.Prefix, near)), render.Text("?"))
+		}
+		msg = append(msg, render.Text(" Send "), render.Code(commandLine(in.Prefix, "help")), render.Text(" for the list."))
+		rec.Command = "" // user input; keep it in args only
+		r.finish(ctx, in, rec, "unknown", "", render.Group(msg...))
+		return
+	}
+	spec := h.Spec()
+	rec.Command, rec.Access = spec.Name, spec.Access.String()
+	req := &Request{Invocation: inv, Transport: in.Transport, Room: in.Room, EventID: in.EventID, Sender: in.Sender, Prefix: in.Prefix}
+	if err := spec.validate(inv); err != nil {
+		r.finish(ctx, in, rec, "invalid", spec.Name, usageReply(req, spec, err))
+		return
+	}
+	if err := r.cfg.Authorizer.Authorize(ctx, req, spec); err != nil {
+		rec.Detail = err.Error()
+		log.Warn().Str("command", spec.Name).Err(err).Msg("Command refused")
+		r.finish(ctx, in, rec, "denied", spec.Name, render.Group(render.Text("⛔ Not allowed: "), render.Code(spec.Name), render.Text(" — "+err.Error())))
+		return
+	}
+
+	reply, err := r.run(ctx, h, req)
+	var usage *UsageError
+	switch {
+	case errors.As(err, &usage):
+		r.finish(ctx, in, rec, "invalid", spec.Name, usageReply(req, spec, err))
+	case errors.Is(err, context.DeadlineExceeded):
+		rec.Detail = err.Error()
+		r.finish(ctx, in, rec, "timeout", spec.Name, render.Group(render.Text("⏱️ "), render.Code(spec.Name), render.Textf(" did not finish within %s and was stopped.", r.cfg.Timeout)))
+	case err != nil:
+		rec.Detail = err.Error()
+		r.finish(ctx, in, rec, "error", spec.Name, render.Group(render.Text("⚠️ "), render.Code(spec.Name), render.Text(" failed: "+err.Error())))
+	default:
+		r.finish(ctx, in, rec, "ok", spec.Name, reply)
+	}
+	r.cfg.Metrics.CommandLatency.WithLabelValues(spec.Name).Observe(time.Since(received).Seconds())
+}
+
+// errPanic hides a handler's panic value from the chat; it is in the log.
+var errPanic = errors.New("internal error (details are in the bot's log)")
+
+// run calls the handler with the timeout, turning a panic into an error.
+func (r *Router) run(ctx context.Context, h Handler, req *Request) (reply render.Node, err error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			zerolog.Ctx(ctx).Error().Str("command", req.Name).Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).Msg("Command handler panicked")
+			err = errPanic
+		}
+	}()
+	reply, err = h.Run(ctx, req)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return reply, err
+}
+
+// finish queues the reply, audits and counts the outcome.
+func (r *Router) finish(ctx context.Context, in Incoming, rec store.AuditRecord, outcome, metricName string, reply render.Node) {
+	r.reply(ctx, in, reply)
+	rec.Outcome = outcome
+	if err := r.cfg.Audit.Audit(ctx, rec); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("Cannot write audit record")
+	}
+	if metricName == "" {
+		metricName = "unknown" // never a user-typed name: it would explode the label set
+	}
+	r.cfg.Metrics.Commands.WithLabelValues(metricName, outcome).Inc()
+}
+
+func (r *Router) reply(ctx context.Context, in Incoming, reply render.Node) {
+	msg := outbox.Message{Transport: in.Transport, Room: in.Room, ReplyTo: in.EventID, Content: render.RenderLimit(r.cfg.MaxReplyBytes, reply)}
+	if _, err := r.cfg.Replies.Send(ctx, msg); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("Cannot queue reply")
+	}
+}
+
+func usageReply(req *Request, spec Spec, err error) render.Node {
+	return render.Group(render.Text("⚠️ "+err.Error()+". Usage: "), render.Code(strings.TrimSpace(commandLine(req.Prefix, spec.Name)+" "+spec.Usage)))
+}
+
+func commandLine(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + " " + name
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
