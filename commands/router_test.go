@@ -26,7 +26,9 @@ func (panics) Run(context.Context, *Request) (render.Node, error) {
 
 type sleeps struct{}
 
-func (sleeps) Spec() Spec { return Spec{Name: "sleep", Access: Read, Summary: "blocks until cancelled"} }
+func (sleeps) Spec() Spec {
+	return Spec{Name: "sleep", Access: Read, Summary: "blocks until cancelled"}
+}
 func (sleeps) Run(ctx context.Context, _ *Request) (render.Node, error) {
 	<-ctx.Done()
 	return render.Node{}, ctx.Err()
@@ -223,19 +225,19 @@ func TestChangeCommandsFailClosedByDefault(t *testing.T) {
 func TestArgumentValidation(t *testing.T) {
 	f := newRouterFixture(t, allowAll{})
 	cases := map[string]string{
-		"restart":                  "restart needs at least 1 argument(s), got 0. Usage: !vigie restart <job>",
-		"restart a b":              "at most 1 argument(s), got 2",
-		"restart web grop=x":       `unknown option "grop" (did you mean "group"?)`,
-		"ping extra":               "ping takes at most 0 argument(s)",
-		"ping x=1":                 "ping takes no key=value options",
-		"fail oops":                `bad argument "oops". Usage: !vigie fail`,
-		"fail":                     "fail failed: nomad at http://127.0.0.1:4646 unreachable",
-		"help pnig":                `no command "pnig" (did you mean "ping"?)`,
-		"restart web group=api":    "restarted",
-		"RESTART web GROUP=api":    "restarted",
-		"":                         "Vigie commands",
-		"help restart":             "Access: changes the infrastructure",
-		"?":                        "Changing the infrastructure (authorized and audited):\n- restart <job> — restarts a job",
+		"restart":               "restart needs at least 1 argument(s), got 0. Usage: !vigie restart <job>",
+		"restart a b":           "at most 1 argument(s), got 2",
+		"restart web grop=x":    `unknown option "grop" (did you mean "group"?)`,
+		"ping extra":            "ping takes at most 0 argument(s)",
+		"ping x=1":              "ping takes no key=value options",
+		"fail oops":             `bad argument "oops". Usage: !vigie fail`,
+		"fail":                  "fail failed: nomad at http://127.0.0.1:4646 unreachable",
+		"help pnig":             `no command "pnig" (did you mean "ping"?)`,
+		"restart web group=api": "restarted",
+		"RESTART web GROUP=api": "restarted",
+		"":                      "Vigie commands",
+		"help restart":          "Access: changes the infrastructure",
+		"?":                     "Changing the infrastructure (authorized and audited):\n- restart <job> — restarts a job",
 	}
 	for in, want := range cases {
 		if m := f.one(t, in); !strings.Contains(m.Plain, want) {
