@@ -138,7 +138,7 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 	inv, err := Parse(in.Text)
 	if err != nil {
 		r.finish(ctx, in, rec, "invalid", "", render.Group(render.Text("⚠️ I could not read that command: "+err.Error()+". "),
-			render.Text("Quote arguments with spaces: "), render.Code(in.Prefix+` deploy web image="my image"`)))
+			render.Text("Quote arguments with spaces: "), render.Code(commandLine(in.Prefix, `deploy web image="my image"`))))
 		return
 	}
 	if inv.Name == "" {

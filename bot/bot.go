@@ -1,0 +1,236 @@
+// Package bot is Vigie's Matrix transport (mautrix): it logs in, keeps its
+// device and sync position across restarts, joins rooms it is invited to by
+// allowed users, turns command messages into commands.Incoming, and delivers
+// the outbox's messages as m.notice events, end-to-end encrypted where the
+// room is. Only this package imports mautrix.
+package bot
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/vigie/vigie/commands"
+)
+
+// Transport is the outbox transport name of Matrix messages.
+const Transport = "matrix"
+
+// Config is what the bot needs; secrets are already resolved.
+type Config struct {
+	Homeserver      string
+	UserID          string
+	AccessToken     string
+	Password        string
+	PickleKey       string
+	DeviceName      string
+	CommandPrefix   string
+	AllowedInviters []string // "@user:server" or ":server"
+	Encryption      bool
+	EventGrace      time.Duration // accept commands sent up to this long before the start
+	DataDir         string        // the crypto store lives here
+	Started         time.Time     // process start; older commands are ignored
+}
+
+// State is the small key-value store the bot persists its session in.
+type State interface {
+	Value(ctx context.Context, key string) (string, bool, error)
+	SetValue(ctx context.Context, key, value string) error
+}
+
+// Commands receives command messages.
+type Commands interface {
+	Handle(ctx context.Context, in commands.Incoming)
+}
+
+// Bot is the Matrix transport.
+type Bot struct {
+	cfg    Config
+	state  State
+	cmds   Commands
+	log    zerolog.Logger
+	cli    *mautrix.Client
+	crypto *cryptohelper.CryptoHelper
+
+	ready     atomic.Bool
+	firstSync sync.Once
+	outage    outage
+}
+
+// New creates a bot; Start logs it in.
+func New(cfg Config, state State, cmds Commands, log zerolog.Logger) *Bot {
+	return &Bot{cfg: cfg, state: state, cmds: cmds, log: log.With().Str("component", "matrix").Logger()}
+}
+
+// Start logs in (retrying while the homeserver is unreachable) and sets up
+// encryption. An error is fatal: bad credentials or configuration.
+func (b *Bot) Start(ctx context.Context) error {
+	ctx = b.log.WithContext(ctx)
+	cli, err := mautrix.NewClient(b.cfg.Homeserver, id.UserID(b.cfg.UserID), "")
+	if err != nil {
+		return fmt.Errorf("matrix client for %s: %w", b.cfg.Homeserver, err)
+	}
+	cli.Log = b.log
+	// The outbox owns retries and rate limits; mautrix must not retry too.
+	cli.DefaultHTTPRetries = 0
+	cli.Store = &syncStore{state: b.state}
+	syncer := mautrix.NewDefaultSyncer()
+	cli.Syncer = &retryingSyncer{DefaultSyncer: syncer, bot: b}
+	b.cli = cli
+
+	if err := b.login(ctx); err != nil {
+		return err
+	}
+	if b.cfg.Encryption {
+		if err := b.setupCrypto(ctx); err != nil {
+			return err
+		}
+	}
+	syncer.OnSync(b.onSync)
+	syncer.OnEventType(event.StateMember, b.onMember)
+	syncer.OnEventType(event.EventMessage, b.onMessage)
+	if !b.cfg.Encryption {
+		syncer.OnEventType(event.EventEncrypted, b.onEncryptedWithoutCrypto)
+	}
+	b.log.Info().Str("user_id", b.cfg.UserID).Str("device_id", cli.DeviceID.String()).Bool("encryption", b.cfg.Encryption).Msg("Logged in")
+	return nil
+}
+
+// setupCrypto opens the E2EE store (pure-Go SQLite) and initialises the olm
+// machine; the cryptohelper then decrypts incoming and encrypts outgoing
+// events transparently.
+func (b *Bot) setupCrypto(ctx context.Context) error {
+	path := filepath.Join(b.cfg.DataDir, "matrix-crypto.db")
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("open crypto store %s: %w", path, err)
+	}
+	db, err := dbutil.NewWithDB(raw, "sqlite")
+	if err != nil {
+		return fmt.Errorf("crypto store %s: %w", path, err)
+	}
+	helper, err := cryptohelper.NewCryptoHelper(b.cli, []byte(b.cfg.PickleKey), db)
+	if err != nil {
+		return fmt.Errorf("crypto: %w", err)
+	}
+	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
+		b.log.Warn().Err(err).Str("event_id", evt.ID.String()).Str("room", evt.RoomID.String()).Str("sender", evt.Sender.String()).
+			Msg("Cannot decrypt an event; if it was a command it is not run")
+	}
+	if err := helper.Init(ctx); err != nil {
+		return fmt.Errorf("end-to-end encryption setup with crypto store %s: %w (if the device changed, move that file away to start a fresh crypto identity)", path, err)
+	}
+	b.cli.Crypto = helper
+	b.crypto = helper
+	return nil
+}
+
+// Run syncs until ctx is cancelled. It returns an error only for what
+// retrying cannot fix (the access token was revoked).
+func (b *Bot) Run(ctx context.Context) error {
+	ctx = b.log.WithContext(ctx)
+	defer b.ready.Store(false)
+	for {
+		err := b.cli.SyncWithContext(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, mautrix.MUnknownToken) {
+			return fmt.Errorf("homeserver %s no longer accepts the access token of %s: %w", b.cfg.Homeserver, b.cfg.UserID, err)
+		}
+		// Errors before the first /sync (creating the filter) end up here.
+		wait := b.outage.failed(b.log, b.cfg.Homeserver, err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Close releases the crypto store.
+func (b *Bot) Close() error {
+	if b.crypto != nil {
+		return b.crypto.Close()
+	}
+	return nil
+}
+
+// Ready reports whether the last sync succeeded.
+func (b *Bot) Ready() error {
+	if !b.ready.Load() {
+		return errors.New("matrix: not synced with " + b.cfg.Homeserver)
+	}
+	return nil
+}
+
+func (b *Bot) onSync(ctx context.Context, _ *mautrix.RespSync, _ string) bool {
+	b.ready.Store(true)
+	b.outage.recovered(b.log, b.cfg.Homeserver)
+	b.firstSync.Do(func() {
+		b.log.Info().Dur("since_start", time.Since(b.cfg.Started)).Msg("First sync completed")
+	})
+	return true
+}
+
+// retryingSyncer replaces mautrix's fixed 10 s wait after a failed sync with
+// capped exponential backoff, and logs an outage once and its end once.
+type retryingSyncer struct {
+	*mautrix.DefaultSyncer
+	bot *Bot
+}
+
+func (s *retryingSyncer) OnFailedSync(_ *mautrix.RespSync, err error) (time.Duration, error) {
+	if errors.Is(err, mautrix.MUnknownToken) {
+		return 0, err
+	}
+	s.bot.ready.Store(false)
+	return s.bot.outage.failed(s.bot.log, s.bot.cfg.Homeserver, err), nil
+}
+
+// outage tracks consecutive failures to reach the homeserver.
+type outage struct {
+	mu       sync.Mutex
+	failures int
+	since    time.Time
+}
+
+const (
+	minRetry = time.Second
+	maxRetry = time.Minute
+)
+
+func (o *outage) failed(log zerolog.Logger, homeserver string, err error) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failures++
+	wait := min(minRetry<<min(o.failures-1, 10), maxRetry)
+	if o.failures == 1 {
+		o.since = time.Now()
+		log.Warn().Err(err).Str("homeserver", homeserver).Dur("retry_in", wait).Msg("Cannot sync with the homeserver; retrying with backoff")
+	} else {
+		log.Debug().Err(err).Int("failures", o.failures).Dur("retry_in", wait).Msg("Sync still failing")
+	}
+	return wait
+}
+
+func (o *outage) recovered(log zerolog.Logger, homeserver string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.failures > 0 {
+		log.Info().Str("homeserver", homeserver).Int("failures", o.failures).Dur("outage", time.Since(o.since)).Msg("Homeserver reachable again")
+		o.failures = 0
+	}
+}

@@ -1,0 +1,85 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/vigie/vigie/outbox"
+)
+
+// Deliver sends one outbox message as an m.notice with HTML, using the
+// outbox's transaction ID so that a resend is de-duplicated by the server.
+func (b *Bot) Deliver(ctx context.Context, d outbox.Delivery) (string, error) {
+	content := &event.MessageEventContent{
+		MsgType:       event.MsgNotice,
+		Body:          d.Plain,
+		Format:        event.FormatHTML,
+		FormattedBody: d.HTML,
+		Mentions:      &event.Mentions{}, // notices never ping
+	}
+	switch {
+	case d.EditOfRemote != "":
+		content.SetEdit(id.EventID(d.EditOfRemote))
+	case d.ThreadRootRemote != "":
+		root := id.EventID(d.ThreadRootRemote)
+		content.RelatesTo = (&event.RelatesTo{}).SetThread(root, root)
+	case d.ReplyTo != "":
+		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: id.EventID(d.ReplyTo)}}
+	}
+	resp, err := b.cli.SendMessageEvent(ctx, id.RoomID(d.Room), event.EventMessage, content, mautrix.ReqSendEvent{TransactionID: d.TxnID})
+	if err != nil {
+		return "", classify(err)
+	}
+	return resp.EventID.String(), nil
+}
+
+// defaultRateLimitWait applies when a 429 names no delay.
+const defaultRateLimitWait = 5 * time.Second
+
+// classify tells the outbox how to treat a send error: rate limits pause
+// the transport for the server's delay, other 4xx are permanent (not in the
+// room, too large), the rest (network, 5xx, encryption setup) is retried.
+func classify(err error) error {
+	var herr mautrix.HTTPError
+	if !errors.As(err, &herr) || herr.Response == nil {
+		return err
+	}
+	code := herr.Response.StatusCode
+	switch {
+	case code == http.StatusTooManyRequests || errors.Is(err, mautrix.MLimitExceeded):
+		return outbox.RateLimited(err, retryAfter(herr))
+	case code == http.StatusUnauthorized, code == http.StatusRequestTimeout, code >= 500:
+		// A revoked token also stops the sync loop, which ends the process.
+		return err
+	case code >= 400:
+		return outbox.Permanent(fmt.Errorf("homeserver refused the message (HTTP %d): %w", code, err))
+	}
+	return err
+}
+
+// retryAfter reads the Retry-After header (seconds or an HTTP date), then
+// the body's retry_after_ms, which mautrix itself does not read.
+func retryAfter(herr mautrix.HTTPError) time.Duration {
+	if h := herr.Response.Header.Get("Retry-After"); h != "" {
+		if s, err := strconv.Atoi(h); err == nil && s >= 0 {
+			return max(time.Duration(s)*time.Second, time.Millisecond)
+		}
+		if t, err := http.ParseTime(h); err == nil {
+			return max(time.Until(t), time.Millisecond)
+		}
+	}
+	if herr.RespError != nil {
+		if ms, ok := herr.RespError.ExtraData["retry_after_ms"].(float64); ok && ms >= 0 {
+			return max(time.Duration(ms)*time.Millisecond, time.Millisecond)
+		}
+	}
+	return defaultRateLimitWait
+}

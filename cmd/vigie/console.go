@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vigie/vigie/config"
+	"github.com/vigie/vigie/console"
+)
+
+// drainTimeout bounds the wait for replies at end of input: the command
+// timeout plus time to print.
+func drainTimeout(cfg *config.Config) time.Duration {
+	return cfg.Commands.Timeout.Duration + 10*time.Second
+}
+
+// runConsole serves commands from stdin until end of input, then exits once
+// every reply is printed.
+func runConsole(ctx context.Context, cfg *config.Config, as string, stdin io.Reader, stdout, stderr io.Writer) error {
+	log := newLogger(cfg.Log, stderr, zerolog.WarnLevel)
+	ctx = log.WithContext(ctx)
+	sender := cfg.Console.Sender
+	if as != "" {
+		if err := config.ValidateUserID(as); err != nil {
+			return fmt.Errorf("--as: %w", err)
+		}
+		sender = as
+	}
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.store.Close()
+
+	con := console.New(stdin, stdout, sender, cfg.Matrix.CommandPrefix, a.router)
+	out := a.sender(console.Transport, con)
+	sendCtx, stopSending := context.WithCancel(ctx)
+	sent := make(chan error, 1)
+	go func() { sent <- out.Run(sendCtx) }()
+
+	if f, ok := stdin.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(stderr, "Vigie console as %s. Type help; Ctrl-D to quit.\n", sender)
+		}
+	}
+	readErr := con.Run(ctx)
+	a.router.Wait()
+	drainCtx, cancel := context.WithTimeout(ctx, drainTimeout(cfg))
+	defer cancel()
+	drainErr := out.Drain(drainCtx)
+	stopSending()
+	<-sent
+	if readErr != nil {
+		return readErr
+	}
+	if ctx.Err() != nil {
+		return nil // interrupted: pending replies stay queued for next time
+	}
+	return drainErr
+}

@@ -1,0 +1,135 @@
+// Command vigie is the Vigie ChatOps bot: it watches Nomad and Consul and
+// runs operators' commands from a Matrix room, or from the terminal.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/vigie/vigie/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+const usage = `Vigie keeps watch over Nomad, Consul and friends from a Matrix room.
+
+Usage:
+  vigie run          [--config FILE]   connect to Matrix and serve the rooms
+  vigie console      [--config FILE] [--as USER]
+                                       the same commands over the terminal (stdin/stdout)
+  vigie check-config [--config FILE]   validate the configuration, list every problem
+  vigie version                        print the version
+
+Without --config (or VIGIE_CONFIG), built-in defaults apply: Nomad at
+127.0.0.1:4646, Consul at 127.0.0.1:8500, state in ./vigie-data.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is main with its world injected, for tests; it returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	started := time.Now()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("vigie "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", os.Getenv("VIGIE_CONFIG"), "configuration file (TOML); default: built-in defaults")
+	as := ""
+	if cmd == "console" {
+		fs.StringVar(&as, "as", "", "Matrix user ID the commands come from (default: console.sender)")
+	}
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "vigie", versionString())
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "run", "console", "check-config":
+	default:
+		fmt.Fprintf(stderr, "vigie: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vigie %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return 2
+	}
+
+	cfg, err := config.Load(*configPath)
+	if cmd == "check-config" {
+		return checkConfig(cfg, err, *configPath, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vigie: invalid configuration:\n%v\n", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "run":
+		err = runMatrix(ctx, cfg, started, stderr)
+	case "console":
+		err = runConsole(ctx, cfg, as, stdin, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vigie %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func checkConfig(cfg *config.Config, err error, path string, stdout, stderr io.Writer) int {
+	var problems *config.Errors
+	switch {
+	case errors.As(err, &problems):
+		fmt.Fprintf(stderr, "%s: %d problem(s):\n%v\n", displayPath(path), len(problems.Problems), err)
+		return 1
+	case err != nil:
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	// A file that configures Matrix must be complete enough for "vigie run".
+	if cfg.Matrix.Homeserver != "" || cfg.Matrix.UserID != "" {
+		if ps := cfg.MatrixProblems(); len(ps) > 0 {
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n%v\n", displayPath(path), len(ps), &config.Errors{Problems: ps})
+			return 1
+		}
+	}
+	fmt.Fprintf(stdout, "%s: OK\n%s", displayPath(path), cfg.Summary())
+	return 0
+}
+
+func displayPath(path string) string {
+	if path == "" {
+		return "built-in defaults"
+	}
+	return path
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

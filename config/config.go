@@ -1,0 +1,333 @@
+// Package config loads Vigie's TOML configuration.
+//
+// Every value comes from, in decreasing priority: the config file, the
+// environment (only for the keys listed in config.example.toml, mirroring the
+// variables the nomad and consul CLIs read), then the built-in default. Load
+// reports every problem at once, each with its file, line and dotted key, and
+// suggests the nearest valid key for a misspelt one.
+//
+// Secrets are never written in the file: each has a *_file key naming a file
+// that holds it, or an environment variable. Relative paths in *_file keys
+// and data_dir are relative to the directory of the config file, so a config
+// directory can be moved as a whole; without a file they are relative to the
+// working directory.
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/vigie/vigie/internal/suggest"
+)
+
+// Config is the whole configuration. See config.example.toml for the meaning
+// of each key.
+type Config struct {
+	DataDir  string   `toml:"data_dir"`
+	Log      Log      `toml:"log"`
+	HTTP     HTTP     `toml:"http"`
+	Matrix   Matrix   `toml:"matrix"`
+	Commands Commands `toml:"commands"`
+	Outbox   Outbox   `toml:"outbox"`
+	Console  Console  `toml:"console"`
+	Nomad    Nomad    `toml:"nomad"`
+	Consul   Consul   `toml:"consul"`
+
+	File string `toml:"-"` // path it was loaded from, "" for defaults
+
+	lines   map[string]int    // dotted key → line in File, for later problems
+	fromEnv map[string]string // dotted key → environment variable it came from
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // trace, debug, info, warn or error
+	Format string `toml:"format"` // console or json
+}
+
+// HTTP configures the metrics and health endpoint.
+type HTTP struct {
+	Listen string `toml:"listen"` // host:port; "" disables the endpoint
+}
+
+// Matrix configures the bot's Matrix account.
+type Matrix struct {
+	Homeserver      string   `toml:"homeserver"` // http(s) URL
+	UserID          string   `toml:"user_id"`    // @local:server
+	AccessTokenFile string   `toml:"access_token_file"`
+	PasswordFile    string   `toml:"password_file"`
+	PickleKeyFile   string   `toml:"pickle_key_file"`
+	DeviceName      string   `toml:"device_name"`
+	CommandPrefix   string   `toml:"command_prefix"`   // non-empty, no spaces
+	AllowedInviters []string `toml:"allowed_inviters"` // "@user:server" or ":server"
+	Encryption      bool     `toml:"encryption"`
+	EventGrace      Duration `toml:"event_grace"`
+
+	// Resolved from the *_file keys or the environment; not TOML keys.
+	AccessToken Secret `toml:"-"`
+	Password    Secret `toml:"-"`
+	PickleKey   Secret `toml:"-"`
+}
+
+// Commands bounds the execution of chat commands.
+type Commands struct {
+	Timeout       Duration `toml:"timeout"`
+	MaxReplyBytes int      `toml:"max_reply_bytes"` // >= 1024
+}
+
+// Outbox configures retries of messages that could not be sent.
+type Outbox struct {
+	MinBackoff  Duration `toml:"min_backoff"`
+	MaxBackoff  Duration `toml:"max_backoff"`
+	GiveUpAfter Duration `toml:"give_up_after"`
+}
+
+// Console configures the local "vigie console" REPL.
+type Console struct {
+	Sender string `toml:"sender"` // Matrix user ID the commands appear to come from
+}
+
+// Nomad configures the Nomad API client.
+type Nomad struct {
+	Address   string `toml:"address"`
+	Region    string `toml:"region"`
+	Namespace string `toml:"namespace"`
+	TokenFile string `toml:"token_file"`
+	Token     Secret `toml:"-"`
+}
+
+// Consul configures the Consul API client.
+type Consul struct {
+	Address    string `toml:"address"`
+	Datacenter string `toml:"datacenter"`
+	TokenFile  string `toml:"token_file"`
+	Token      Secret `toml:"-"`
+}
+
+// Default returns the built-in defaults, without reading any file or the
+// environment.
+func Default() *Config {
+	return &Config{
+		DataDir: "./vigie-data",
+		Log:     Log{Level: "info", Format: "console"},
+		HTTP:    HTTP{Listen: "127.0.0.1:9464"},
+		Matrix: Matrix{
+			DeviceName:    "Vigie",
+			CommandPrefix: "!vigie",
+			Encryption:    true,
+			EventGrace:    Duration{10 * time.Second},
+		},
+		Commands: Commands{Timeout: Duration{60 * time.Second}, MaxReplyBytes: 16000},
+		Outbox: Outbox{
+			MinBackoff:  Duration{time.Second},
+			MaxBackoff:  Duration{5 * time.Minute},
+			GiveUpAfter: Duration{24 * time.Hour},
+		},
+		Console: Console{Sender: "@console:localhost"},
+		Nomad:   Nomad{Address: "http://127.0.0.1:4646"},
+		Consul:  Consul{Address: "http://127.0.0.1:8500"},
+	}
+}
+
+// Load reads the config file at path, or only the defaults and environment
+// when path is "". A file that cannot be read yields a plain error wrapping
+// the os error; anything wrong with its content yields *Errors.
+func Load(path string) (*Config, error) {
+	return load(path, os.Getenv)
+}
+
+// load is Load with the environment injected, for tests.
+func load(path string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	c.File = path
+	d := &decoder{file: path}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if !d.decodeDocument(data, c) {
+			return nil, &Errors{Problems: d.problems}
+		}
+	}
+	c.lines = d.lines
+	c.applyEnv(getenv, d)
+	c.validate(d)
+	if path != "" {
+		c.resolvePaths(path)
+	}
+	c.resolveSecrets(getenv, d)
+	if len(d.problems) > 0 {
+		sortProblems(d.problems)
+		return nil, &Errors{Problems: d.problems}
+	}
+	return c, nil
+}
+
+// Line returns the line of a dotted key in the config file, 0 if it is not
+// there.
+func (c *Config) Line(key string) int {
+	return c.lines[key]
+}
+
+// inFile reports whether the file sets key, which then wins over the
+// environment.
+func (c *Config) inFile(key string) bool {
+	_, ok := c.lines[key]
+	return ok
+}
+
+// applyEnv takes the variables the nomad and consul CLIs honour, for keys
+// the file leaves unset, so Vigie talks to the same cluster as they do.
+func (c *Config) applyEnv(getenv func(string) string, d *decoder) {
+	c.fromEnv = map[string]string{}
+	set := func(key, env string, dst *string) {
+		if v := getenv(env); v != "" && !c.inFile(key) {
+			*dst = v
+			c.fromEnv[key] = env
+		}
+	}
+	set("nomad.address", "NOMAD_ADDR", &c.Nomad.Address)
+	set("nomad.region", "NOMAD_REGION", &c.Nomad.Region)
+	set("nomad.namespace", "NOMAD_NAMESPACE", &c.Nomad.Namespace)
+	set("consul.address", "CONSUL_HTTP_ADDR", &c.Consul.Address)
+	if c.fromEnv["consul.address"] == "" {
+		return
+	}
+	// Like the consul CLI: CONSUL_HTTP_ADDR may omit the scheme, and
+	// CONSUL_HTTP_SSL=true upgrades it to https.
+	addr := c.Consul.Address
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	if v := getenv("CONSUL_HTTP_SSL"); v != "" {
+		ssl, err := strconv.ParseBool(v)
+		if err != nil {
+			d.add("consul.address", "CONSUL_HTTP_SSL must be true or false, got %q", v)
+		}
+		if rest, ok := strings.CutPrefix(addr, "http://"); ssl && ok {
+			addr = "https://" + rest
+		}
+	}
+	c.Consul.Address = addr
+}
+
+// resolvePaths makes relative paths relative to the config file's directory.
+func (c *Config) resolvePaths(path string) {
+	dir := filepath.Dir(path)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	for _, p := range []*string{
+		&c.DataDir,
+		&c.Matrix.AccessTokenFile, &c.Matrix.PasswordFile, &c.Matrix.PickleKeyFile,
+		&c.Nomad.TokenFile, &c.Consul.TokenFile,
+	} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// secretSpec describes one secret: the *_file key and the environment
+// variable that can provide it, and the inline key users might try instead.
+type secretSpec struct {
+	table, inline string // refused inline key, e.g. "matrix", "access_token"
+	fileKey, env  string
+	file          func(*Config) string
+	dst           func(*Config) *Secret
+}
+
+var secretSpecs = []secretSpec{
+	{"matrix", "access_token", "matrix.access_token_file", "VIGIE_MATRIX_ACCESS_TOKEN",
+		func(c *Config) string { return c.Matrix.AccessTokenFile },
+		func(c *Config) *Secret { return &c.Matrix.AccessToken }},
+	{"matrix", "password", "matrix.password_file", "VIGIE_MATRIX_PASSWORD",
+		func(c *Config) string { return c.Matrix.PasswordFile },
+		func(c *Config) *Secret { return &c.Matrix.Password }},
+	{"matrix", "pickle_key", "matrix.pickle_key_file", "VIGIE_MATRIX_PICKLE_KEY",
+		func(c *Config) string { return c.Matrix.PickleKeyFile },
+		func(c *Config) *Secret { return &c.Matrix.PickleKey }},
+	{"nomad", "token", "nomad.token_file", "NOMAD_TOKEN",
+		func(c *Config) string { return c.Nomad.TokenFile },
+		func(c *Config) *Secret { return &c.Nomad.Token }},
+	{"consul", "token", "consul.token_file", "CONSUL_HTTP_TOKEN",
+		func(c *Config) string { return c.Consul.TokenFile },
+		func(c *Config) *Secret { return &c.Consul.Token }},
+}
+
+// inlineSecret finds the secret an unknown key was probably meant to hold,
+// such as matrix.access_token or matrix.pasword.
+func inlineSecret(path []string) (secretSpec, bool) {
+	if len(path) != 2 {
+		return secretSpec{}, false
+	}
+	var specs []secretSpec
+	var names []string
+	for _, s := range secretSpecs {
+		if s.table == path[0] {
+			specs = append(specs, s)
+			names = append(names, s.inline)
+		}
+	}
+	best, ok := suggest.Closest(path[1], names)
+	if !ok {
+		return secretSpec{}, false
+	}
+	for _, s := range specs {
+		if s.inline == best {
+			return s, true
+		}
+	}
+	return secretSpec{}, false
+}
+
+// maxSecretSize bounds secret files: a token is tiny, and a bound keeps a
+// mistaken path (a log file, /dev/zero) from being read whole.
+const maxSecretSize = 64 << 10
+
+// resolveSecrets fills each secret from its *_file key if set, else from its
+// environment variable. A file that is set but unusable is an error rather
+// than a silent fallback to the environment.
+func (c *Config) resolveSecrets(getenv func(string) string, d *decoder) {
+	for _, s := range secretSpecs {
+		if path := s.file(c); path != "" {
+			v, err := readSecret(path)
+			if err != nil {
+				d.add(s.fileKey, "%v", err)
+				continue
+			}
+			*s.dst(c) = Secret{value: v, Source: "file " + path}
+		} else if v := getenv(s.env); v != "" {
+			*s.dst(c) = Secret{value: v, Source: "env " + s.env}
+		}
+	}
+}
+
+// readSecret reads a secret file, dropping the trailing newline editors and
+// "echo" add. Errors never quote the content.
+func readSecret(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read secret file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretSize+1))
+	if err != nil {
+		return "", fmt.Errorf("cannot read secret file: %w", err)
+	}
+	if len(b) > maxSecretSize {
+		return "", fmt.Errorf("secret file %s is larger than %d KiB; is it the right file?", path, maxSecretSize>>10)
+	}
+	v := strings.TrimRightFunc(string(b), unicode.IsSpace)
+	if v == "" {
+		return "", fmt.Errorf("secret file %s is empty", path)
+	}
+	return v, nil
+}

@@ -1,0 +1,71 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vigie/vigie/commands"
+	"github.com/vigie/vigie/outbox"
+	"github.com/vigie/vigie/store"
+)
+
+type collect struct {
+	mu  sync.Mutex
+	got []commands.Incoming
+}
+
+func (c *collect) Handle(_ context.Context, in commands.Incoming) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, in)
+}
+
+func (c *collect) Wait() {}
+
+func TestRunReadsCommands(t *testing.T) {
+	in := strings.NewReader("ping\n\n# a comment\n!vigie help ping\r\n  !VIGIE   status  \n!vigies x\n" + strings.Repeat("y", 3<<20) + "\nlast")
+	c := &collect{}
+	con := New(in, &bytes.Buffer{}, "@alice:example.org", "!vigie", c)
+	if err := con.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	ids := map[string]bool{}
+	for _, g := range c.got {
+		texts = append(texts, g.Text[:min(len(g.Text), 20)])
+		if g.Sender != "@alice:example.org" || g.Transport != Transport || g.Room != Room || ids[g.EventID] {
+			t.Errorf("bad incoming %+v", g)
+		}
+		ids[g.EventID] = true
+	}
+	want := []string{"ping", "help ping", "status", "!vigies x", strings.Repeat("y", 20), "last"}
+	if strings.Join(texts, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q\nwant %q", texts, want)
+	}
+	if l := len(c.got[4].Text); l != maxLine {
+		t.Fatalf("overlong line kept %d bytes, want %d", l, maxLine)
+	}
+}
+
+func TestDeliverPrintsReadableText(t *testing.T) {
+	var out bytes.Buffer
+	con := New(strings.NewReader(""), &out, "@a:x", "!vigie", &collect{})
+	ctx := t.Context()
+	msgs := []outbox.Delivery{
+		{OutMessage: store.OutMessage{ID: 1, Plain: "Job web failed\n2 allocations"}},
+		{OutMessage: store.OutMessage{ID: 2, Plain: "alloc 1 exit 1"}, ThreadRootRemote: "#1"},
+		{OutMessage: store.OutMessage{ID: 3, Plain: "Job web resolved"}, EditOfRemote: "#1"},
+	}
+	for _, m := range msgs {
+		if _, err := con.Deliver(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "Job web failed\n2 allocations\n  ↳ [#1] alloc 1 exit 1\n✎ #1 is now: Job web resolved\n"
+	if out.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
