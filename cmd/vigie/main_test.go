@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "vigie.toml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func vigie(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if code, out, _ := vigie(t, "", "version"); code != 0 || !strings.HasPrefix(out, "vigie ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, errOut := vigie(t, ""); code != 2 || !strings.Contains(errOut, "Usage:") {
+		t.Errorf("no args: %d %q", code, errOut)
+	}
+	if code, _, errOut := vigie(t, "", "deploy"); code != 2 || !strings.Contains(errOut, `unknown command "deploy"`) {
+		t.Errorf("unknown: %d %q", code, errOut)
+	}
+	if code, _, _ := vigie(t, "", "run", "--nope"); code != 2 {
+		t.Errorf("bad flag: %d", code)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	good := writeConfig(t, "data_dir = \"data\"\n[matrix]\nhomeserver = \"https://matrix.example.org\"\nuser_id = \"@vigie:example.org\"\nencryption = false\n")
+	t.Setenv("VIGIE_MATRIX_ACCESS_TOKEN", "syt_secret_token_value")
+	code, out, errOut := vigie(t, "", "check-config", "--config", good)
+	if code != 0 || !strings.Contains(out, "OK") || strings.Contains(out+errOut, "syt_secret_token_value") {
+		t.Fatalf("good config: %d\n%s\n%s", code, out, errOut)
+	}
+
+	bad := writeConfig(t, "[matrix]\nhomserver = \"https://x\"\n\n[commands]\ntimeout = 5\n")
+	code, _, errOut = vigie(t, "", "check-config", "--config", bad)
+	if code != 1 || !strings.Contains(errOut, "2 problem(s)") ||
+		!strings.Contains(errOut, bad+":2: matrix.homserver: unknown key") || !strings.Contains(errOut, `did you mean "matrix.homeserver"`) ||
+		!strings.Contains(errOut, bad+":5: commands.timeout") {
+		t.Fatalf("bad config: %d\n%s", code, errOut)
+	}
+
+	t.Setenv("VIGIE_MATRIX_ACCESS_TOKEN", "")
+	incomplete := writeConfig(t, "[matrix]\nhomeserver = \"https://matrix.example.org\"\nuser_id = \"@vigie:example.org\"\nencryption = false\n")
+	if code, _, errOut := vigie(t, "", "check-config", "--config", incomplete); code != 1 || !strings.Contains(errOut, "VIGIE_MATRIX_ACCESS_TOKEN") {
+		t.Fatalf("missing credentials: %d\n%s", code, errOut)
+	}
+	if code, _, errOut := vigie(t, "", "run", "--config", incomplete); code != 1 || !strings.Contains(errOut, "not enough to connect to Matrix") {
+		t.Fatalf("run without credentials: %d\n%s", code, errOut)
+	}
+	if code, _, errOut := vigie(t, "", "check-config", "--config", filepath.Join(t.TempDir(), "missing.toml")); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("missing file: %d\n%s", code, errOut)
+	}
+}
+
+func TestConsoleAnswersInOrderAndExits(t *testing.T) {
+	cfg := writeConfig(t, "data_dir = \"data\"\n")
+	code, out, errOut := vigie(t, "ping\nhelp\n!vigie pnig\nping \"unterminated\n", "console", "--config", cfg, "--as", "@alice:example.org")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if lines[0] != "pong" || !strings.Contains(out, "Vigie commands") ||
+		!strings.Contains(out, "Did you mean ping?") || !strings.HasSuffix(out, "missing \". Quote arguments with spaces: deploy web image=\"my image\"\n") {
+		t.Fatalf("output:\n%s", out)
+	}
+	if !strings.Contains(out, "pong\nVigie commands") {
+		t.Fatalf("replies out of order:\n%s", out)
+	}
+	// The console shares the audit log with the bot.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(cfg), "data", "vigie.db")); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := vigie(t, "", "console", "--config", cfg, "--as", "alice"); code != 1 || !strings.Contains(errOut, "not a Matrix user ID") {
+		t.Fatalf("bad --as: %d %s", code, errOut)
+	}
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite. On a fresh Debian machine it first installs what the
+# tests need: a C toolchain (for -race and for Dendrite's SQLite) from apt,
+# and Dendrite v0.13.8, the real Matrix homeserver the integration tests
+# start on loopback, with `go install` into a cache directory.
+# Integration tests then must run: VIGIE_INTEGRATION=require makes them fail,
+# not skip, when a server cannot be started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+command -v go >/dev/null || { echo "Go 1.26 is required: https://go.dev/dl/" >&2; exit 1; }
+
+need_apt=()
+command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v git >/dev/null || need_apt+=(git)
+if ((${#need_apt[@]})); then
+  say "Installing ${need_apt[*]} with apt-get"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+export VIGIE_TOOLS_DIR="${VIGIE_TOOLS_DIR:-$HOME/.cache/vigie-tools/bin}"
+mkdir -p "$VIGIE_TOOLS_DIR"
+if [ ! -x "$VIGIE_TOOLS_DIR/dendrite" ] || [ ! -x "$VIGIE_TOOLS_DIR/generate-keys" ]; then
+  say "Installing Dendrite v0.13.8 into $VIGIE_TOOLS_DIR"
+  GOBIN="$VIGIE_TOOLS_DIR" CGO_ENABLED=1 go install \
+    github.com/matrix-org/dendrite/cmd/dendrite@v0.13.8 \
+    github.com/matrix-org/dendrite/cmd/generate-keys@v0.13.8
+fi
+
+say "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt needed on:"; echo "$unformatted"; exit 1; fi
+
+say "go vet"
+CGO_ENABLED=0 go vet -tags goolm ./...
+
+say "static build (CGO_ENABLED=0, -tags goolm)"
+CGO_ENABLED=0 go build -tags goolm -o /dev/null ./cmd/vigie
+
+say "go test -race (integration tests required)"
+start=$(date +%s)
+VIGIE_INTEGRATION=require CGO_ENABLED=1 go test -race -tags goolm -count=1 -timeout 30m ./...
+say "test suite took $(( $(date +%s) - start ))s"
