@@ -142,6 +142,9 @@ func (s *Sender) pass(ctx context.Context) (time.Duration, error) {
 	if progressed || len(msgs) == batch {
 		return 0, nil
 	}
+	if paused := time.Until(s.pausedUntil); paused > 0 {
+		wait = min(wait, paused)
+	}
 	return wait, nil
 }
 

@@ -160,7 +160,9 @@ func TestRateLimitPausesTheTransport(t *testing.T) {
 	a1 := f.send(t, "!a", "a1", 0)
 	b1 := f.send(t, "!b", "b1", 0)
 	start := time.Now()
-	f.start(t, fastRetries)
+	cfg := fastRetries
+	cfg.Poll = time.Minute // the pause, not the poll interval, must end the wait
+	f.start(t, cfg)
 	f.waitState(t, a1, store.StateSent)
 	f.waitState(t, b1, store.StateSent)
 	if el := time.Since(start); el < 300*time.Millisecond {

@@ -154,3 +154,22 @@ func newTxnID() (string, error) {
 	}
 	return "vigie." + hex.EncodeToString(b), nil
 }
+
+// OutboxCounts counts a transport's messages by state.
+func (s *Store) OutboxCounts(ctx context.Context, transport string) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM outbox WHERE transport = ? GROUP BY state`, transport)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	counts := map[string]int{StatePending: 0, StateSent: 0, StateFailed: 0}
+	for rows.Next() {
+		var state string
+		var n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, err
+		}
+		counts[state] = n
+	}
+	return counts, rows.Err()
+}

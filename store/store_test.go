@@ -166,6 +166,10 @@ func TestOutboxLifecycle(t *testing.T) {
 	if pending, _ := s.Pending(ctx, "matrix", 10); len(pending) != 1 || pending[0].ID != edit[0] {
 		t.Fatalf("pending after delivery: %+v", pending)
 	}
+	counts, err := s.OutboxCounts(ctx, "matrix")
+	if err != nil || counts[StatePending] != 1 || counts[StateSent] != 1 || counts[StateFailed] != 1 {
+		t.Fatalf("counts %v %v", counts, err)
+	}
 }
 
 func TestEnqueueIsAtomic(t *testing.T) {

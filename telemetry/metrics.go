@@ -3,6 +3,9 @@
 package telemetry
 
 import (
+	"context"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -42,4 +45,28 @@ func NewMetrics() *Metrics {
 	m.Registry.MustRegister(m.MessagesSent, m.MessagesFailed, m.MessagesRetried, m.Commands, m.CommandLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// OutboxCounter reports how many messages a transport has in each state.
+type OutboxCounter interface {
+	OutboxCounts(ctx context.Context, transport string) (map[string]int, error)
+}
+
+// RegisterOutbox exports the outbox depth of a transport, read at scrape time.
+func (m *Metrics) RegisterOutbox(transport string, c OutboxCounter) {
+	for _, state := range []string{"pending", "failed"} {
+		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "vigie_outbox_messages",
+			Help:        "Messages in the outbox, by transport and state (pending: not delivered yet; failed: given up).",
+			ConstLabels: prometheus.Labels{"transport": transport, "state": state},
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			counts, err := c.OutboxCounts(ctx, transport)
+			if err != nil {
+				return -1
+			}
+			return float64(counts[state])
+		}))
+	}
 }

@@ -13,6 +13,7 @@ import (
 func TestHandler(t *testing.T) {
 	m := NewMetrics()
 	m.MessagesSent.WithLabelValues("matrix").Add(3)
+	m.RegisterOutbox("matrix", fakeCounts{"pending": 7})
 	var notReady error = errors.New("matrix not synced yet")
 	srv := httptest.NewServer(Handler(m, func(context.Context) error { return notReady }))
 	defer srv.Close()
@@ -37,7 +38,8 @@ func TestHandler(t *testing.T) {
 		t.Errorf("readyz ready: %d", code)
 	}
 	code, body := get("/metrics")
-	if code != 200 || !strings.Contains(body, `vigie_messages_sent_total{transport="matrix"} 3`) || !strings.Contains(body, "go_goroutines") {
+	if code != 200 || !strings.Contains(body, `vigie_messages_sent_total{transport="matrix"} 3`) || !strings.Contains(body, "go_goroutines") ||
+		!strings.Contains(body, `vigie_outbox_messages{state="pending",transport="matrix"} 7`) {
 		t.Errorf("metrics: %d\n%s", code, body)
 	}
 }
@@ -60,3 +62,7 @@ func TestServeFailsOnTakenPort(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+type fakeCounts map[string]int
+
+func (f fakeCounts) OutboxCounts(context.Context, string) (map[string]int, error) { return f, nil }

@@ -43,6 +43,7 @@ func runMatrix(ctx context.Context, cfg *config.Config, started time.Time, logOu
 		Started:         started,
 	}, a.store, a.router, log)
 	defer b.Close()
+	a.metrics.RegisterOutbox(bot.Transport, a.store)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
