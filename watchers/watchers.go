@@ -1,0 +1,117 @@
+// Package watchers holds Vigie's event sources: one file per source (Nomad's
+// event stream, Consul health, ...). A watcher reads its source, owns its
+// cursor, reconnects with backoff, and hands neutral Events to a Sink; it
+// never imports the bot or the commands.
+package watchers
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Event is one fact from a source, already stripped of the source's API
+// types so that the incident pipeline depends on nothing but this.
+type Event struct {
+	Source string            // "nomad", "consul"
+	Cursor uint64            // position in the source's stream; persisted with the event's effects
+	Topic  string            // source-specific kind, e.g. "Allocation", "Check"
+	Type   string            // what happened, e.g. "AllocationUpdated", "critical"
+	Key    string            // what it is about, e.g. "job/web/group/api", "node/n1/check/serfHealth"
+	Time   time.Time         // when the source says it happened
+	Attrs  map[string]string // details for rules and messages
+}
+
+// Sink consumes a source's events. It must persist what the events cause
+// together with the cursor, so that a crash loses and repeats nothing.
+type Sink interface {
+	Consume(ctx context.Context, events []Event) error
+}
+
+// Watcher is one event source.
+type Watcher interface {
+	// Name identifies the watcher in logs and in the cursor table.
+	Name() string
+	// Watch runs until ctx is done, returning nil, or until it fails; the
+	// supervisor then restarts it after a backoff.
+	Watch(ctx context.Context, sink Sink) error
+}
+
+// Backoff bounds the restart delay of a failing watcher.
+type Backoff struct {
+	Min, Max time.Duration
+}
+
+func (b Backoff) delay(failures int) time.Duration {
+	d := b.Min << min(failures-1, 20)
+	if d <= 0 || d > b.Max {
+		d = b.Max
+	}
+	// ±20% jitter so that watchers of one dead server do not retry in step.
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// Supervise runs every watcher in its own goroutine until ctx is done,
+// restarting each after errors and panics, so one bad event or one dead
+// server never stops the process. It returns when all have stopped.
+func Supervise(ctx context.Context, sink Sink, backoff Backoff, ws ...Watcher) {
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			supervise(ctx, w, sink, backoff)
+		}()
+	}
+	wg.Wait()
+}
+
+func supervise(ctx context.Context, w Watcher, sink Sink, backoff Backoff) {
+	log := zerolog.Ctx(ctx).With().Str("watcher", w.Name()).Logger()
+	ctx = log.WithContext(ctx)
+	failures := 0
+	var since time.Time
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := watchOnce(ctx, w, sink)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = fmt.Errorf("stopped without error")
+		}
+		// A run that lasted a while was healthy: start the backoff over.
+		if time.Since(started) > backoff.Max {
+			failures = 0
+		}
+		failures++
+		wait := backoff.delay(failures)
+		if failures == 1 {
+			since = time.Now()
+			log.Warn().Err(err).Dur("retry_in", wait).Msg("Watcher failed; restarting with backoff")
+		} else {
+			log.Debug().Err(err).Int("failures", failures).Dur("down_for", time.Since(since)).Dur("retry_in", wait).Msg("Watcher still failing")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// watchOnce turns a panic into an error.
+func watchOnce(ctx context.Context, w Watcher, sink Sink) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			zerolog.Ctx(ctx).Error().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).Msg("Watcher panicked")
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return w.Watch(ctx, sink)
+}

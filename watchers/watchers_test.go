@@ -1,0 +1,98 @@
+package watchers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// script is a watcher that behaves as told, run by run.
+type script struct {
+	mu    sync.Mutex
+	runs  int
+	steps []func(ctx context.Context, sink Sink) error
+}
+
+func (s *script) Name() string { return "script" }
+
+func (s *script) Watch(ctx context.Context, sink Sink) error {
+	s.mu.Lock()
+	i := s.runs
+	s.runs++
+	s.mu.Unlock()
+	if i < len(s.steps) {
+		return s.steps[i](ctx, sink)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+type collected struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (c *collected) Consume(_ context.Context, evs []Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, evs...)
+	return nil
+}
+
+func TestSuperviseRestartsAfterErrorsAndPanics(t *testing.T) {
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(zerolog.New(&logs).WithContext(t.Context()))
+	sink := &collected{}
+	delivered := make(chan struct{})
+	w := &script{steps: []func(context.Context, Sink) error{
+		func(context.Context, Sink) error { return errors.New("connection refused: http://127.0.0.1:4646") },
+		func(context.Context, Sink) error { panic("nil map in a bad event") },
+		func(ctx context.Context, s Sink) error {
+			err := s.Consume(ctx, []Event{{Source: "nomad", Cursor: 9, Key: "job/web"}})
+			close(delivered)
+			<-ctx.Done()
+			return err
+		},
+	}}
+	done := make(chan struct{})
+	go func() {
+		Supervise(ctx, sink, Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}, w)
+		close(done)
+	}()
+	select {
+	case <-delivered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("watcher was not restarted after an error and a panic")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Supervise did not return on cancel")
+	}
+	if len(sink.events) != 1 || sink.events[0].Cursor != 9 {
+		t.Fatalf("events %+v", sink.events)
+	}
+	out := logs.String()
+	if strings.Count(out, "Watcher failed; restarting") != 1 || !strings.Contains(out, "Watcher panicked") ||
+		!strings.Contains(out, "http://127.0.0.1:4646") {
+		t.Fatalf("logs:\n%s", out)
+	}
+}
+
+func TestBackoffIsCappedWithJitter(t *testing.T) {
+	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second}
+	for failures := 1; failures < 70; failures++ {
+		d := b.delay(failures)
+		want := min(100*time.Millisecond<<min(failures-1, 20), time.Second)
+		if d < want*8/10 || d > want*12/10 {
+			t.Fatalf("failure %d: delay %v, want %v ±20%%", failures, d, want)
+		}
+	}
+}
