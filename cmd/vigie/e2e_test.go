@@ -36,7 +36,7 @@ type matrixEnv struct {
 
 func newMatrixEnv(t *testing.T) *matrixEnv {
 	hs := testenv.StartDendrite(t)
-	e := &matrixEnv{owner: t, hs: hs, proxy: testenv.StartFaultProxy(t, hs.URL), dir: t.TempDir(), listen: freeAddr(t)}
+	e := &matrixEnv{owner: t, hs: hs, proxy: testenv.StartFaultProxy(t, hs.URL), dir: t.TempDir(), listen: testenv.FreeLoopbackAddr(t)}
 	e.botID = hs.Register(t, botLocalpart, "bot-password-1").ID
 	e.alice = hs.RegisterE2EE(t, "alice", "alice-password-1")
 	e.bob = hs.Register(t, "bob", "bob-password-1")
@@ -326,12 +326,29 @@ func TestMatrixBadCredentialsAndUnreachableHomeserver(t *testing.T) {
 		t.Fatal("the password appears in the log")
 	}
 
-	// Nothing listens there: the bot keeps retrying and says which URL.
-	dead := "http://" + freeAddr(t)
 	cfg, err := os.ReadFile(e.config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tokenFile := filepath.Join(e.dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("syt_not_a_valid_token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokenConfig := filepath.Join(e.dir, "token.toml")
+	withToken := strings.Replace(string(cfg), "password_file = ", fmt.Sprintf("access_token_file = %q\n# password_file = ", tokenFile), 1)
+	if err := os.WriteFile(tokenConfig, []byte(withToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startBot(t, tokenConfig)
+	if code := p.wait(t, 60*time.Second); code != 1 || !strings.Contains(p.log(), "homeserver "+e.proxy.URL+" rejected the configured access token of "+e.botID.String()) {
+		t.Fatalf("wrong token: exit %d\n%s", code, p.logTail(10))
+	}
+	if strings.Contains(p.log(), "syt_not_a_valid_token") {
+		t.Fatal("the token appears in the log")
+	}
+
+	// Nothing listens there: the bot keeps retrying and says which URL.
+	dead := "http://" + testenv.FreeLoopbackAddr(t)
 	deadConfig := filepath.Join(e.dir, "dead.toml")
 	if err := os.WriteFile(deadConfig, []byte(strings.Replace(string(cfg), e.proxy.URL, dead, 1)), 0o600); err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ func StartDendrite(t testing.TB, opts ...Option) *Homeserver {
 
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		err := h.launch(dendrite, cfgPath, freeLoopbackAddr(t))
+		err := h.launch(dendrite, cfgPath, FreeLoopbackAddr(t))
 		if err == nil {
 			break
 		}
@@ -334,9 +334,9 @@ func (h *Homeserver) adminRequest(t testing.TB, method string, body, out any) {
 	}
 }
 
-// freeLoopbackAddr returns a loopback address whose port was free a moment
+// FreeLoopbackAddr returns a loopback address whose port was free a moment
 // ago (see the retry in StartDendrite).
-func freeLoopbackAddr(t testing.TB) string {
+func FreeLoopbackAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
