@@ -15,6 +15,7 @@ import (
 
 // Ledger is what the sender needs from the store.
 type Ledger interface {
+	PendingHeads(ctx context.Context, transport string) ([]store.OutMessage, error)
 	Pending(ctx context.Context, transport string, limit int) ([]store.OutMessage, error)
 	Message(ctx context.Context, id int64) (store.OutMessage, error)
 	MarkSent(ctx context.Context, id int64, remoteID string) error
@@ -74,9 +75,6 @@ func (o *Outbox) NewSender(transport string, ledger Ledger, to Deliverer, cfg Se
 	}
 }
 
-// batch bounds one read of the pending queue.
-const batch = 500
-
 // Run delivers until ctx is cancelled.
 func (s *Sender) Run(ctx context.Context) error {
 	log := zerolog.Ctx(ctx).With().Str("component", "outbox").Str("transport", s.transport).Logger()
@@ -108,21 +106,16 @@ func (s *Sender) Run(ctx context.Context) error {
 // pass tries the head message of every room once and says how long to wait
 // before the next pass (0: go again at once, some progress was made).
 func (s *Sender) pass(ctx context.Context) (time.Duration, error) {
-	msgs, err := s.ledger.Pending(ctx, s.transport, batch)
+	heads, err := s.ledger.PendingHeads(ctx, s.transport)
 	if err != nil {
 		return 0, fmt.Errorf("read pending messages: %w", err)
 	}
 	wait := s.cfg.Poll
 	progressed := false
-	blocked := map[string]bool{}
-	for _, m := range msgs {
-		if blocked[m.Room] {
-			continue // strict order within a room
-		}
-		blocked[m.Room] = true
+	for _, m := range heads {
 		now := time.Now()
 		if now.Before(s.pausedUntil) {
-			return s.pausedUntil.Sub(now), nil
+			break
 		}
 		if at, ok := s.retryAt[m.ID]; ok && now.Before(at) {
 			wait = min(wait, at.Sub(now))
@@ -136,10 +129,9 @@ func (s *Sender) pass(ctx context.Context) (time.Duration, error) {
 		}
 		if _, retrying := s.retryAt[m.ID]; !retrying && !time.Now().Before(s.pausedUntil) {
 			progressed = true
-			delete(blocked, m.Room) // the next message of this room may go in this pass
 		}
 	}
-	if progressed || len(msgs) == batch {
+	if progressed {
 		return 0, nil
 	}
 	if paused := time.Until(s.pausedUntil); paused > 0 {

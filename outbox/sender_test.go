@@ -280,3 +280,33 @@ func counter(m *telemetry.Metrics, reason string) float64 {
 	}
 	return 0
 }
+
+// A long backlog behind a failing message in one room must not delay other
+// rooms, nor make the sender spin.
+func TestBacklogInOneRoomDoesNotStarveOthers(t *testing.T) {
+	f := newFixture(t)
+	failures := make([]error, 1000)
+	for i := range failures {
+		failures[i] = errors.New("503 service unavailable")
+	}
+	f.rec.failures["a0"] = failures
+	msgs := make([]Message, 600)
+	for i := range msgs {
+		msgs[i] = Message{Transport: "matrix", Room: "!a", Content: render.Render(render.Textf("a%d", i))}
+	}
+	if _, err := f.box.Send(t.Context(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	b := f.send(t, "!b", "b0", 0)
+	cfg := fastRetries
+	cfg.MinBackoff, cfg.MaxBackoff = 50*time.Millisecond, 100*time.Millisecond
+	f.start(t, cfg)
+	f.waitState(t, b, store.StateSent)
+	time.Sleep(300 * time.Millisecond)
+	if n := f.rec.attempts["a0"]; n < 2 || n > 10 {
+		t.Fatalf("head of the blocked room attempted %d times in ~300ms with 50-100ms backoff", n)
+	}
+	if f.rec.attempts["a1"] != 0 {
+		t.Fatal("a message was sent ahead of its room's head")
+	}
+}

@@ -88,6 +88,27 @@ func (s *Store) Pending(ctx context.Context, transport string, limit int) ([]Out
 	return out, rows.Err()
 }
 
+// PendingHeads returns the oldest pending message of each room of a
+// transport, oldest first: delivery is in order within a room, so only a
+// room's head may be sent, and one blocked room never hides the others.
+func (s *Store) PendingHeads(ctx context.Context, transport string) ([]OutMessage, error) {
+	rows, err := s.db.QueryContext(ctx, selectOutbox+` WHERE id IN (
+		SELECT MIN(id) FROM outbox WHERE transport = ? AND state = 'pending' GROUP BY room) ORDER BY id`, transport)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OutMessage
+	for rows.Next() {
+		m, err := scanOutMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
 // Message returns one outbox message by ID.
 func (s *Store) Message(ctx context.Context, id int64) (OutMessage, error) {
 	m, err := scanOutMessage(s.db.QueryRowContext(ctx, selectOutbox+` WHERE id = ?`, id))

@@ -132,6 +132,10 @@ func TestOutboxLifecycle(t *testing.T) {
 	if pending[2].EditOf != ids[0] || pending[2].ThreadRoot != ids[0] {
 		t.Fatalf("relations lost: %+v", pending[2])
 	}
+	heads, err := s.PendingHeads(ctx, "matrix")
+	if err != nil || len(heads) != 2 || heads[0].ID != ids[0] || heads[1].ID != ids[1] {
+		t.Fatalf("heads: %+v %v", heads, err)
+	}
 	txns := map[string]bool{}
 	for _, m := range pending {
 		if txns[m.TxnID] {
