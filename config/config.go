@@ -93,21 +93,28 @@ type Console struct {
 	Sender string `toml:"sender"` // Matrix user ID the commands appear to come from
 }
 
-// Nomad configures the Nomad API client.
+// Nomad configures the Nomad API client and its event stream watcher.
 type Nomad struct {
-	Address   string `toml:"address"`
-	Region    string `toml:"region"`
-	Namespace string `toml:"namespace"`
-	TokenFile string `toml:"token_file"`
-	Token     Secret `toml:"-"`
+	Address       string   `toml:"address"`
+	Region        string   `toml:"region"`
+	Namespace     string   `toml:"namespace"`
+	TokenFile     string   `toml:"token_file"`
+	Watch         bool     `toml:"watch"`          // follow the event stream for alerts
+	Topics        []string `toml:"topics"`         // event stream topics
+	Namespaces    []string `toml:"namespaces"`     // namespaces watched; "*" is all
+	StreamTimeout Duration `toml:"stream_timeout"` // a stream silent this long is dead
+	Token         Secret   `toml:"-"`
 }
 
-// Consul configures the Consul API client.
+// Consul configures the Consul API client and its health watcher.
 type Consul struct {
-	Address    string `toml:"address"`
-	Datacenter string `toml:"datacenter"`
-	TokenFile  string `toml:"token_file"`
-	Token      Secret `toml:"-"`
+	Address     string   `toml:"address"`
+	Datacenter  string   `toml:"datacenter"`
+	TokenFile   string   `toml:"token_file"`
+	Watch       bool     `toml:"watch"`        // follow health checks for alerts
+	Wait        Duration `toml:"wait"`         // blocking query wait, at most 10m
+	MinInterval Duration `toml:"min_interval"` // least time between two health queries
+	Token       Secret   `toml:"-"`
 }
 
 // Default returns the built-in defaults, without reading any file or the
@@ -130,8 +137,16 @@ func Default() *Config {
 			GiveUpAfter: Duration{24 * time.Hour},
 		},
 		Console: Console{Sender: "@console:localhost"},
-		Nomad:   Nomad{Address: "http://127.0.0.1:4646"},
-		Consul:  Consul{Address: "http://127.0.0.1:8500"},
+		Nomad: Nomad{
+			Address: "http://127.0.0.1:4646", Watch: true,
+			Topics:        []string{"Allocation", "Deployment", "Evaluation", "Job", "Node"},
+			Namespaces:    []string{"*"},
+			StreamTimeout: Duration{30 * time.Second},
+		},
+		Consul: Consul{
+			Address: "http://127.0.0.1:8500", Watch: true,
+			Wait: Duration{5 * time.Minute}, MinInterval: Duration{2 * time.Second},
+		},
 	}
 }
 

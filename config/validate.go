@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/vigie/vigie/internal/suggest"
@@ -90,6 +91,44 @@ func (c *Config) validate(d *decoder) {
 	}
 	c.checkURL(d, "nomad.address", c.Nomad.Address, "http://127.0.0.1:4646")
 	c.checkURL(d, "consul.address", c.Consul.Address, "http://127.0.0.1:8500")
+	c.validateWatchers(d)
+}
+
+// nomadTopics are the event stream topics of Nomad 1.11.
+var nomadTopics = []string{"*", "ACLPolicy", "ACLRole", "ACLToken", "Allocation", "Deployment", "Evaluation", "Job", "Node", "NodePool", "Operator", "Service"}
+
+func (c *Config) validateWatchers(d *decoder) {
+	n := &c.Nomad
+	if len(n.Topics) == 0 {
+		d.add("nomad.topics", "must list at least one topic")
+	}
+	for i, topic := range n.Topics {
+		if !slices.Contains(nomadTopics, topic) {
+			msg := fmt.Sprintf("entry %q: not a Nomad event topic (%s)", topic, strings.Join(nomadTopics[1:], ", "))
+			if near, ok := suggest.Closest(topic, nomadTopics); ok {
+				msg = fmt.Sprintf("entry %q: not a Nomad event topic (did you mean %q?)", topic, near)
+			}
+			d.addAt("nomad.topics", d.entryLine("nomad.topics", i), "%s", msg)
+		}
+	}
+	if len(n.Namespaces) == 0 {
+		d.add("nomad.namespaces", `must list at least one namespace, or "*" for all`)
+	}
+	for i, ns := range n.Namespaces {
+		if ns == "" || strings.ContainsFunc(ns, unicode.IsSpace) {
+			d.addAt("nomad.namespaces", d.entryLine("nomad.namespaces", i), "entry %q: not a namespace name", ns)
+		}
+	}
+	if n.StreamTimeout.Duration < time.Second {
+		d.add("nomad.stream_timeout", "must be at least 1s, got %s", n.StreamTimeout)
+	}
+	cs := &c.Consul
+	if cs.Wait.Duration <= 0 || cs.Wait.Duration > 10*time.Minute {
+		d.add("consul.wait", "must be between 1s and 10m (Consul caps blocking queries at 10m), got %s", cs.Wait)
+	}
+	if cs.MinInterval.Duration <= 0 {
+		d.add("consul.min_interval", "must be greater than 0")
+	}
 }
 
 // fromEnvNote tells the user a bad value came from the environment, since

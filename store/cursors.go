@@ -6,21 +6,24 @@ import (
 	"errors"
 )
 
-// Cursor returns a watcher's last processed position; ok is false on first start.
-func (s *Store) Cursor(ctx context.Context, name string) (position uint64, ok bool, err error) {
-	var p int64
-	err = s.db.QueryRowContext(ctx, "SELECT position FROM cursors WHERE name = ?", name).Scan(&p)
+// Cursor returns a watcher's position: the last index it consumed events
+// at, and how many events at that index were consumed. ok is false on the
+// watcher's first start.
+func (s *Store) Cursor(ctx context.Context, name string) (index uint64, skip int, ok bool, err error) {
+	var i int64
+	err = s.db.QueryRowContext(ctx, "SELECT position, skip FROM cursors WHERE name = ?", name).Scan(&i, &skip)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
-	return uint64(p), err == nil, err
+	return uint64(i), skip, err == nil, err
 }
 
-// SetCursor records a watcher's position.
-func (s *Store) SetCursor(ctx context.Context, name string, position uint64) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO cursors (name, position, updated_at) VALUES (?, ?, ?)
-		 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at`,
-		name, int64(position), s.nowMS())
+// SetCursor records a watcher's position, within the transaction that
+// records what the consumed events caused.
+func (t *Tx) SetCursor(ctx context.Context, name string, index uint64, skip int) error {
+	_, err := t.tx.ExecContext(ctx,
+		`INSERT INTO cursors (name, position, skip, updated_at) VALUES (?, ?, ?, ?)
+		 ON CONFLICT (name) DO UPDATE SET position = excluded.position, skip = excluded.skip, updated_at = excluded.updated_at`,
+		name, int64(index), skip, t.now)
 	return err
 }

@@ -39,33 +39,38 @@ type OutMessage struct {
 var ErrNotFound = errors.New("not found")
 
 // Enqueue persists messages (all or none) and returns their IDs in order.
-// Transaction IDs are random so they never collide with those of an earlier
-// database, which the homeserver may still remember.
 func (s *Store) Enqueue(ctx context.Context, msgs ...OutMessage) ([]int64, error) {
-	ids := make([]int64, 0, len(msgs))
+	var ids []int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, m := range msgs {
-			txn, err := newTxnID()
-			if err != nil {
-				return err
-			}
-			res, err := tx.ExecContext(ctx,
-				`INSERT INTO outbox (transport, room, txn_id, plain, html, reply_to, edit_of, thread_root, created_at)
-				 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				m.Transport, m.Room, txn, m.Plain, m.HTML, m.ReplyTo, nullID(m.EditOf), nullID(m.ThreadRoot), s.nowMS())
-			if err != nil {
-				return fmt.Errorf("enqueue: %w", err)
-			}
-			id, err := res.LastInsertId()
-			if err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return nil
+		var err error
+		ids, err = enqueue(ctx, tx, s.nowMS(), msgs)
+		return err
 	})
-	if err != nil {
-		return nil, err
+	return ids, err
+}
+
+// enqueue inserts messages. Transaction IDs are random so they never
+// collide with those of an earlier database, which the homeserver may still
+// remember.
+func enqueue(ctx context.Context, tx *sql.Tx, now int64, msgs []OutMessage) ([]int64, error) {
+	ids := make([]int64, 0, len(msgs))
+	for _, m := range msgs {
+		txn, err := newTxnID()
+		if err != nil {
+			return nil, err
+		}
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO outbox (transport, room, txn_id, plain, html, reply_to, edit_of, thread_root, created_at)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.Transport, m.Room, txn, m.Plain, m.HTML, m.ReplyTo, nullID(m.EditOf), nullID(m.ThreadRoot), now)
+		if err != nil {
+			return nil, fmt.Errorf("enqueue: %w", err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
 	}
 	return ids, nil
 }

@@ -91,15 +91,41 @@ func TestValuesAndCursors(t *testing.T) {
 		t.Fatal("deleted value still there")
 	}
 
-	if _, ok, err := s.Cursor(ctx, "nomad"); ok || err != nil {
+	if _, _, ok, err := s.Cursor(ctx, "nomad"); ok || err != nil {
 		t.Fatalf("fresh cursor: ok=%v err=%v", ok, err)
 	}
 	big := uint64(1) << 62
-	if err := s.SetCursor(ctx, "nomad", big); err != nil {
+	err := s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.Enqueue(ctx, OutMessage{Transport: "matrix", Room: "!r", Plain: "alert", HTML: "alert"}); err != nil {
+			return err
+		}
+		return tx.SetCursor(ctx, "nomad", big, 2)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok, err := s.Cursor(ctx, "nomad"); !ok || err != nil || p != big {
-		t.Fatalf("cursor %d %v %v", p, ok, err)
+	if p, skip, ok, err := s.Cursor(ctx, "nomad"); !ok || err != nil || p != big || skip != 2 {
+		t.Fatalf("cursor %d/%d %v %v", p, skip, ok, err)
+	}
+	// A failing transaction keeps neither the messages nor the cursor.
+	boom := errors.New("boom")
+	err = s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.Enqueue(ctx, OutMessage{Transport: "matrix", Room: "!r", Plain: "lost", HTML: "lost"}); err != nil {
+			return err
+		}
+		if err := tx.SetCursor(ctx, "nomad", big+1, 0); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("InTx error %v", err)
+	}
+	if p, _, _, _ := s.Cursor(ctx, "nomad"); p != big {
+		t.Fatalf("cursor moved by a rolled back transaction: %d", p)
+	}
+	if c, _ := s.OutboxCounts(ctx, "matrix"); c[StatePending] != 1 {
+		t.Fatalf("rolled back message kept: %v", c)
 	}
 }
 

@@ -15,27 +15,16 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Event is one fact from a source, already stripped of the source's API
-// types so that the incident pipeline depends on nothing but this.
-type Event struct {
-	Source string            // "nomad", "consul"
-	Cursor uint64            // position in the source's stream; persisted with the event's effects
-	Topic  string            // source-specific kind, e.g. "Allocation", "Check"
-	Type   string            // what happened, e.g. "AllocationUpdated", "critical"
-	Key    string            // what it is about, e.g. "job/web/group/api", "node/n1/check/serfHealth"
-	Time   time.Time         // when the source says it happened
-	Attrs  map[string]string // details for rules and messages
-}
-
-// Sink consumes a source's events. It must persist what the events cause
-// together with the cursor, so that a crash loses and repeats nothing.
+// Sink consumes a source's events. It must persist what a batch causes
+// together with the batch's cursor, in one transaction, so that a crash
+// loses and repeats nothing; the watcher resumes from Cursor on restart.
 type Sink interface {
-	Consume(ctx context.Context, events []Event) error
+	Consume(ctx context.Context, b Batch) error
 }
 
 // Watcher is one event source.
 type Watcher interface {
-	// Name identifies the watcher in logs and in the cursor table.
+	// Name identifies the watcher in logs and names its cursor.
 	Name() string
 	// Watch runs until ctx is done, returning nil, or until it fails; the
 	// supervisor then restarts it after a backoff.

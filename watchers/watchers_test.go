@@ -38,10 +38,10 @@ type collected struct {
 	events []Event
 }
 
-func (c *collected) Consume(_ context.Context, evs []Event) error {
+func (c *collected) Consume(_ context.Context, b Batch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.events = append(c.events, evs...)
+	c.events = append(c.events, b.Events...)
 	return nil
 }
 
@@ -54,7 +54,7 @@ func TestSuperviseRestartsAfterErrorsAndPanics(t *testing.T) {
 		func(context.Context, Sink) error { return errors.New("connection refused: http://127.0.0.1:4646") },
 		func(context.Context, Sink) error { panic("nil map in a bad event") },
 		func(ctx context.Context, s Sink) error {
-			err := s.Consume(ctx, []Event{{Source: "nomad", Cursor: 9, Key: "job/web"}})
+			err := s.Consume(ctx, Batch{Cursor: Cursor{Name: "nomad", Index: 9}, Events: []Event{{Source: "nomad", Index: 9}}})
 			close(delivered)
 			<-ctx.Done()
 			return err
@@ -76,7 +76,7 @@ func TestSuperviseRestartsAfterErrorsAndPanics(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Supervise did not return on cancel")
 	}
-	if len(sink.events) != 1 || sink.events[0].Cursor != 9 {
+	if len(sink.events) != 1 || sink.events[0].Index != 9 {
 		t.Fatalf("events %+v", sink.events)
 	}
 	out := logs.String()

@@ -1,0 +1,167 @@
+package watchers
+
+import "time"
+
+// Batch is what a watcher hands to the sink at once: the events of one
+// Nomad frame, or one Consul snapshot, and the cursor to persist with them.
+type Batch struct {
+	Cursor Cursor
+	Events []Event
+	// Snapshot marks a batch that holds the full current state of its
+	// source (Consul health): what it does not mention is healthy.
+	Snapshot bool
+}
+
+// Cursor is a watcher's position. Nomad can publish several frames with the
+// same index, so the position is the index plus how many events at that
+// index were consumed: resuming at Index and skipping Offset events repeats
+// and loses nothing.
+type Cursor struct {
+	Name   string // the watcher's name, key of the cursor table
+	Index  uint64
+	Offset int
+}
+
+// Event is one fact from a source, stripped of the source's API types so
+// that the incident pipeline depends on nothing but this package. Exactly
+// one of the pointer fields is set.
+type Event struct {
+	Source    string // "nomad", "consul"
+	Topic     string // Nomad topic ("Allocation", "Node", ...) or "Check"
+	Type      string // Nomad event type ("AllocationUpdated", "NodeDrain", ...) or the check status
+	Index     uint64 // the source's index of this event
+	Namespace string
+	Time      time.Time // when the source says it happened; zero if unknown
+
+	Alloc      *Alloc
+	Deployment *Deployment
+	Job        *Job
+	Node       *Node
+	Eval       *Eval
+	Check      *Check
+}
+
+// Alloc is a Nomad allocation.
+type Alloc struct {
+	ID                 string
+	Name               string // e.g. "web.api[0]"
+	Job                string
+	Group              string
+	NodeID             string
+	NodeName           string
+	ClientStatus       string // pending, running, complete, failed, lost, unknown
+	ClientDescription  string
+	DesiredStatus      string // run, stop, evict
+	DesiredDescription string
+	DeploymentID       string
+	Healthy            *bool // deployment health, nil until known
+	Canary             bool
+	Tasks              []Task
+	Rescheduled        bool // a reschedule attempt exists (FollowupEvalID or tracker)
+}
+
+// Task is the state of one task of an allocation.
+type Task struct {
+	Name     string
+	State    string // pending, running, dead
+	Failed   bool
+	Restarts int
+	Events   []TaskEvent // oldest first, as Nomad keeps them (the last 10)
+	// StderrTail is the end of the task's stderr, fetched by the watcher
+	// for failed tasks (empty if it could not be read).
+	StderrTail string
+}
+
+// TaskEvent is one entry of a task's history.
+type TaskEvent struct {
+	Type      string // "Terminated", "Not Restarting", "Restarting", "Killed", "Driver Failure", ...
+	Time      time.Time
+	Message   string // Nomad's DisplayMessage
+	ExitCode  int
+	Signal    int
+	OOMKilled bool
+}
+
+// Deployment is a Nomad deployment.
+type Deployment struct {
+	ID                string
+	Job               string
+	JobVersion        uint64
+	Status            string // running, paused, failed, successful, cancelled, blocked, ...
+	StatusDescription string
+	Groups            []DeploymentGroup
+}
+
+// DeploymentGroup is a task group's progress in a deployment.
+type DeploymentGroup struct {
+	Name            string
+	Desired         int
+	DesiredCanaries int
+	Placed          int
+	Healthy         int
+	Unhealthy       int
+	AutoRevert      bool
+	Promoted        bool
+}
+
+// Job is a Nomad job.
+type Job struct {
+	ID       string
+	Type     string // service, batch, system, sysbatch
+	Status   string // pending, running, dead
+	Stop     bool
+	Version  uint64
+	ParentID string // set on dispatched and periodic children
+	// Purged: the event was a deregistration that carried no job, or the
+	// job is gone from the server.
+	Purged bool
+}
+
+// Node is a Nomad client node.
+type Node struct {
+	ID          string
+	Name        string
+	Status      string // initializing, ready, down, disconnected
+	Eligibility string // eligible, ineligible
+	Draining    bool   // a drain strategy is set
+	LastEvent   string // the node's latest event message, e.g. "Node drain complete"
+}
+
+// Eval is a Nomad evaluation.
+type Eval struct {
+	ID                string
+	Job               string
+	Status            string // pending, complete, failed, blocked, canceled
+	TriggeredBy       string
+	StatusDescription string
+	BlockedEval       string
+	Failures          []PlacementFailure // per task group that could not be placed
+}
+
+// PlacementFailure says why a task group could not be placed.
+type PlacementFailure struct {
+	Group              string
+	NodesEvaluated     int
+	NodesFiltered      int
+	NodesExhausted     int
+	NodesInPool        int
+	DimensionExhausted map[string]int // e.g. {"memory": 3}
+	ConstraintFiltered map[string]int
+	ClassExhausted     map[string]int
+	QuotaExhausted     []string
+}
+
+// Check is a Consul health check as seen in one snapshot.
+type Check struct {
+	Node        string
+	CheckID     string
+	Name        string
+	Status      string // passing, warning, critical, maintenance
+	Output      string
+	ServiceID   string
+	ServiceName string
+	ServiceTags []string
+	// Maintenance: the check is covered by node or service maintenance
+	// (_node_maintenance, _service_maintenance:<id>) in the same snapshot.
+	Maintenance bool
+}
