@@ -1,0 +1,463 @@
+package incidents
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vigie/vigie/store"
+	"github.com/vigie/vigie/watchers"
+)
+
+// Route sends incidents to one room. An incident goes to every route it
+// matches; empty lists match anything.
+type Route struct {
+	Transport   string
+	Room        string
+	MinSeverity Severity
+	Namespaces  []string // globs
+	Jobs        []string
+	Nodes       []string
+	Checks      []string
+	Services    []string
+}
+
+// Config tunes the engine.
+type Config struct {
+	Rules            []Rule
+	Routes           []Route
+	EditInterval     time.Duration // at most one edit per incident per interval
+	RoomCap          int           // new incident messages per room per minute; more go to a summary
+	ThreadCap        int           // thread details per incident per minute; more are counted
+	FlapWindow       time.Duration // state changes counted over this window
+	FlapThreshold    int           // changes in the window that make an incident flapping
+	ReminderInterval time.Duration // remind unacknowledged critical incidents; 0: never
+	MaxMessageBytes  int
+}
+
+func (c *Config) defaults() {
+	if c.EditInterval <= 0 {
+		c.EditInterval = 5 * time.Second
+	}
+	if c.RoomCap <= 0 {
+		c.RoomCap = 10
+	}
+	if c.ThreadCap <= 0 {
+		c.ThreadCap = 5
+	}
+	if c.FlapWindow <= 0 {
+		c.FlapWindow = 10 * time.Minute
+	}
+	if c.FlapThreshold <= 0 {
+		c.FlapThreshold = 4
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 16000
+	}
+}
+
+// Store is the transactional state the engine needs.
+type Store interface {
+	InTx(ctx context.Context, fn func(*store.Tx) error) error
+}
+
+// Engine is the incident pipeline; it is the watchers' Sink.
+type Engine struct {
+	cfg Config
+	st  Store
+	now func() time.Time
+	mu  sync.Mutex // one batch or timer pass at a time: they read then write incidents
+}
+
+// New creates an engine.
+func New(cfg Config, st Store) *Engine {
+	cfg.defaults()
+	return &Engine{cfg: cfg, st: st, now: time.Now}
+}
+
+// Consume applies a batch of events and persists everything it causes with
+// the batch's cursor, in one transaction.
+func (e *Engine) Consume(ctx context.Context, b watchers.Batch) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	return e.st.InTx(ctx, func(tx *store.Tx) error {
+		p := &pass{e: e, tx: tx, now: now}
+		for i := range b.Events {
+			if err := p.event(ctx, &b.Events[i]); err != nil {
+				return err
+			}
+		}
+		if b.Snapshot {
+			if err := p.snapshot(ctx, b.Events); err != nil {
+				return err
+			}
+		}
+		if b.Cursor.Name != "" {
+			return tx.SetCursor(ctx, b.Cursor.Name, b.Cursor.Index, b.Cursor.Offset)
+		}
+		return nil
+	})
+}
+
+// pass is the work of one transaction.
+type pass struct {
+	e   *Engine
+	tx  *store.Tx
+	now time.Time
+	// signaled keys of this batch, for snapshot reconciliation
+	seen map[string]bool
+}
+
+func (p *pass) event(ctx context.Context, ev *watchers.Event) error {
+	if err := p.learn(ctx, ev); err != nil {
+		return err
+	}
+	for _, r := range p.e.cfg.Rules {
+		for _, sig := range r.Evaluate(ev) {
+			if sig.Rule == "" {
+				sig.Rule = r.Name()
+			}
+			if err := p.apply(ctx, sig, ev); err != nil {
+				return fmt.Errorf("rule %s, key %s: %w", sig.Rule, sig.Key, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Fact kinds.
+const (
+	factDeploy   = "deploy"   // ns/job -> running deployment ID
+	factDrain    = "drain"    // node name -> "1" while draining
+	factAlloc    = "alloc"    // alloc ID -> ns/job
+	factServices = "services" // "consul" -> services of the last snapshot
+)
+
+// learn remembers what suppression needs and releases held incidents when
+// a deployment or a drain ends.
+func (p *pass) learn(ctx context.Context, ev *watchers.Event) error {
+	switch {
+	case ev.Deployment != nil:
+		d := ev.Deployment
+		job := ev.Namespace + "/" + d.Job
+		switch d.Status {
+		case "running", "pending", "paused", "blocked", "unblocking", "initializing":
+			return p.tx.SetFact(ctx, factDeploy, job, d.ID)
+		default:
+			if cur, ok, err := p.tx.Fact(ctx, factDeploy, job); err != nil || !ok || cur != d.ID {
+				return err
+			}
+			if err := p.tx.DeleteFact(ctx, factDeploy, job); err != nil {
+				return err
+			}
+			return p.release(ctx, holdDeploy+job)
+		}
+	case ev.Node != nil:
+		n := ev.Node
+		_, draining, err := p.tx.Fact(ctx, factDrain, n.Name)
+		if err != nil || draining == n.Draining {
+			return err
+		}
+		if n.Draining {
+			return p.tx.SetFact(ctx, factDrain, n.Name, "1")
+		}
+		if err := p.tx.DeleteFact(ctx, factDrain, n.Name); err != nil {
+			return err
+		}
+		return p.release(ctx, holdDrain+n.Name)
+	case ev.Alloc != nil:
+		if _, known, err := p.tx.Fact(ctx, factAlloc, ev.Alloc.ID); err != nil || known {
+			return err
+		}
+		return p.tx.SetFact(ctx, factAlloc, ev.Alloc.ID, ev.Namespace+"/"+ev.Alloc.Job)
+	}
+	return nil
+}
+
+// Hold reasons, stored with the incident.
+const (
+	holdDeploy = "deployment of "
+	holdDrain  = "drain of node "
+)
+
+// holdReason says why a Consul check signal must wait: its service belongs
+// to a job being deployed, or its node is draining.
+func (p *pass) holdReason(ctx context.Context, sig Signal, ev *watchers.Event) (string, error) {
+	if ev == nil || ev.Check == nil {
+		return "", nil
+	}
+	if sig.Labels.Node != "" {
+		if _, ok, err := p.tx.Fact(ctx, factDrain, sig.Labels.Node); err != nil || ok {
+			return holdDrain + sig.Labels.Node, err
+		}
+	}
+	var jobs []string
+	// Nomad registers services with IDs "_nomad-task-<alloc ID>-...".
+	if rest, ok := strings.CutPrefix(ev.Check.ServiceID, "_nomad-task-"); ok && len(rest) >= 36 {
+		if job, ok, err := p.tx.Fact(ctx, factAlloc, rest[:36]); err != nil {
+			return "", err
+		} else if ok {
+			jobs = append(jobs, job)
+		}
+	}
+	if ev.Check.ServiceName != "" {
+		for _, ns := range []string{"default", ""} {
+			jobs = append(jobs, ns+"/"+ev.Check.ServiceName)
+		}
+	}
+	for _, job := range jobs {
+		if _, ok, err := p.tx.Fact(ctx, factDeploy, job); err != nil || ok {
+			return holdDeploy + job, err
+		}
+	}
+	return "", nil
+}
+
+// release posts the incidents held for reason: they outlived it.
+func (p *pass) release(ctx context.Context, reason string) error {
+	held, err := p.tx.IncidentsInState(ctx, store.IncidentHeld)
+	if err != nil {
+		return err
+	}
+	for i := range held {
+		in := &held[i]
+		if in.HoldReason != reason {
+			continue
+		}
+		in.State = store.IncidentOpen
+		in.Reason += " (still failing after the " + reason + " ended)"
+		in.HoldReason = ""
+		in.OpenedAt, in.UpdatedAt = p.now, p.now
+		if err := p.post(ctx, in, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply folds one signal into its incident.
+func (p *pass) apply(ctx context.Context, sig Signal, ev *watchers.Event) error {
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	p.seen[sig.Key] = true
+	if prefix, ok := strings.CutSuffix(sig.Key, "/*"); ok && sig.Status == Resolved {
+		live, err := p.tx.LiveIncidentsWithPrefix(ctx, prefix+"/")
+		if err != nil {
+			return err
+		}
+		for i := range live {
+			if err := p.resolve(ctx, &live[i], sig.Reason); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	latest, found, err := p.tx.LatestIncident(ctx, sig.Key)
+	if err != nil {
+		return err
+	}
+	live := found && (latest.State == store.IncidentOpen || latest.State == store.IncidentHeld)
+	switch sig.Status {
+	case Notice:
+		return p.notice(ctx, sig, latest, found)
+	case Resolved:
+		if !live {
+			return nil
+		}
+		return p.resolve(ctx, &latest, sig.Reason)
+	}
+	if live {
+		return p.update(ctx, &latest, sig)
+	}
+	if found && latest.State == store.IncidentResolved && p.now.Sub(latest.ResolvedAt) < p.e.cfg.FlapWindow {
+		return p.reopen(ctx, &latest, sig)
+	}
+	return p.open(ctx, sig, ev)
+}
+
+func (p *pass) open(ctx context.Context, sig Signal, ev *watchers.Event) error {
+	labels, err := json.Marshal(sig.Labels)
+	if err != nil {
+		return err
+	}
+	in := &store.Incident{
+		Key: sig.Key, Rule: sig.Rule, Severity: int(sig.Severity), State: store.IncidentOpen,
+		Title: sig.Title, Reason: sig.Reason, Labels: string(labels), Events: 1,
+		OpenedAt: p.when(sig), UpdatedAt: p.now,
+	}
+	hold, err := p.holdReason(ctx, sig, ev)
+	if err != nil {
+		return err
+	}
+	if hold != "" {
+		in.State, in.HoldReason = store.IncidentHeld, hold
+		return p.tx.SaveIncident(ctx, in)
+	}
+	return p.post(ctx, in, sig.Detail)
+}
+
+// when is the signal's time at the source, or now.
+func (p *pass) when(sig Signal) time.Time {
+	if sig.At.IsZero() || sig.At.After(p.now) {
+		return p.now
+	}
+	return sig.At
+}
+
+func (p *pass) update(ctx context.Context, in *store.Incident, sig Signal) error {
+	in.Events++
+	in.Reason = sig.Reason
+	in.Severity = max(in.Severity, int(sig.Severity))
+	in.UpdatedAt = p.now
+	if in.State == store.IncidentHeld {
+		return p.tx.SaveIncident(ctx, in)
+	}
+	p.scheduleEdit(in)
+	if err := p.tx.SaveIncident(ctx, in); err != nil {
+		return err
+	}
+	if sig.Detail != nil && !in.Flapping && in.SilencedBy == "" {
+		return p.thread(ctx, in, renderDetail(*sig.Detail))
+	}
+	return nil
+}
+
+func (p *pass) reopen(ctx context.Context, in *store.Incident, sig Signal) error {
+	in.State, in.ResolvedAt, in.Resolution = store.IncidentOpen, time.Time{}, ""
+	in.Events++
+	in.Reason = sig.Reason
+	in.Severity = max(in.Severity, int(sig.Severity))
+	in.UpdatedAt = p.now
+	p.stateChanged(in)
+	p.editNow(in)
+	if err := p.tx.SaveIncident(ctx, in); err != nil {
+		return err
+	}
+	if err := p.edit(ctx, in); err != nil {
+		return err
+	}
+	if in.Flapping {
+		return nil
+	}
+	return p.thread(ctx, in, renderReopened(in))
+}
+
+func (p *pass) resolve(ctx context.Context, in *store.Incident, reason string) error {
+	wasHeld := in.State == store.IncidentHeld
+	in.State, in.ResolvedAt, in.Resolution, in.UpdatedAt = store.IncidentResolved, p.now, reason, p.now
+	in.HoldReason = ""
+	if wasHeld {
+		return p.tx.SaveIncident(ctx, in) // never posted: nothing to say
+	}
+	p.stateChanged(in)
+	p.editNow(in)
+	if err := p.tx.SaveIncident(ctx, in); err != nil {
+		return err
+	}
+	if err := p.tx.EndIncidentSilences(ctx, in.ID); err != nil {
+		return err
+	}
+	if err := p.edit(ctx, in); err != nil {
+		return err
+	}
+	if in.Flapping {
+		return nil
+	}
+	return p.thread(ctx, in, renderResolvedReply(in))
+}
+
+// notice posts a one-off fact, once: the same notice again within a minute
+// only counts.
+func (p *pass) notice(ctx context.Context, sig Signal, latest store.Incident, found bool) error {
+	if found && latest.State == store.IncidentNotice && latest.Title == sig.Title && p.now.Sub(latest.OpenedAt) < time.Minute {
+		latest.Events++
+		latest.UpdatedAt = p.now
+		return p.tx.SaveIncident(ctx, &latest)
+	}
+	labels, err := json.Marshal(sig.Labels)
+	if err != nil {
+		return err
+	}
+	in := &store.Incident{
+		Key: sig.Key, Rule: sig.Rule, Severity: int(sig.Severity), State: store.IncidentNotice,
+		Title: sig.Title, Reason: sig.Reason, Labels: string(labels), Events: 1,
+		OpenedAt: p.when(sig), UpdatedAt: p.now,
+	}
+	return p.post(ctx, in, nil)
+}
+
+// stateChanged counts a state change and updates flapping.
+func (p *pass) stateChanged(in *store.Incident) {
+	cutoff := p.now.Add(-p.e.cfg.FlapWindow).UnixMilli()
+	kept := in.Changes[:0]
+	for _, c := range in.Changes {
+		if c >= cutoff {
+			kept = append(kept, c)
+		}
+	}
+	in.Changes = append(kept, p.now.UnixMilli())
+	if len(in.Changes) >= p.e.cfg.FlapThreshold {
+		in.Flapping = true
+	}
+}
+
+// scheduleEdit edits at once if the last edit is old enough, else owes one.
+func (p *pass) scheduleEdit(in *store.Incident) {
+	next := in.LastEditAt.Add(p.e.cfg.EditInterval)
+	if !p.now.Before(next) && in.EditDueAt.IsZero() {
+		in.EditDueAt = p.now
+		return
+	}
+	if in.EditDueAt.IsZero() || in.EditDueAt.After(next) {
+		in.EditDueAt = next
+	}
+}
+
+// editNow marks an edit as sent now (state changes are never debounced).
+func (p *pass) editNow(in *store.Incident) {
+	in.EditDueAt = time.Time{}
+	in.LastEditAt = p.now
+}
+
+// labelsOf decodes an incident's labels.
+func labelsOf(in *store.Incident) Labels {
+	var l Labels
+	json.Unmarshal([]byte(in.Labels), &l) //nolint:errcheck // written by us; zero labels if ever corrupt
+	return l
+}
+
+// routes returns the routes an incident goes to.
+func (e *Engine) routes(in *store.Incident) []Route {
+	l := labelsOf(in)
+	var out []Route
+	for _, r := range e.cfg.Routes {
+		if Severity(in.Severity) < r.MinSeverity {
+			continue
+		}
+		if globsMatch(r.Namespaces, l.Namespace) && globsMatch(r.Jobs, l.Job) && globsMatch(r.Nodes, l.Node) &&
+			globsMatch(r.Checks, l.Check) && globsMatch(r.Services, l.Service) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// globsMatch: an empty list matches anything; otherwise one glob must
+// match the (non-empty) value.
+func globsMatch(globs []string, v string) bool {
+	if len(globs) == 0 {
+		return true
+	}
+	for _, g := range globs {
+		if ok, _ := path.Match(g, v); ok && v != "" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,474 @@
+package incidents
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigie/vigie/store"
+	"github.com/vigie/vigie/watchers"
+)
+
+// scripted is a test rule: a Check event's Output says what to signal,
+// "fire:<key>:<reason>", "resolve:<key>", "notice:<key>", "detail:<key>:<text>".
+type scripted struct{}
+
+func (scripted) Name() string { return "scripted" }
+
+func (scripted) Evaluate(ev *watchers.Event) []Signal {
+	if ev.Check == nil || ev.Check.CheckID != "" {
+		return nil
+	}
+	parts := strings.SplitN(ev.Check.Output, ":", 3)
+	sig := Signal{Key: parts[1], Severity: Critical, Title: "problem " + parts[1], Labels: Labels{Job: ev.Check.ServiceName, Node: ev.Check.Node}}
+	switch parts[0] {
+	case "fire", "detail":
+		sig.Status = Firing
+		if len(parts) > 2 {
+			sig.Reason = parts[2]
+		}
+		if parts[0] == "detail" {
+			sig.Detail = &Detail{Text: "detail " + parts[2], Pre: "stderr <b>"}
+		}
+	case "warn":
+		sig.Status, sig.Severity = Firing, Warning
+	case "resolve":
+		sig.Status, sig.Reason = Resolved, "fixed"
+	case "notice":
+		sig.Status, sig.Severity = Notice, Info
+	}
+	return []Signal{sig}
+}
+
+// checkRule fires on a real-looking Consul check (for holds and snapshots).
+type checkRule struct{}
+
+func (checkRule) Name() string { return "check" }
+
+func (checkRule) Evaluate(ev *watchers.Event) []Signal {
+	if ev.Check == nil || ev.Check.CheckID == "" {
+		return nil
+	}
+	c := ev.Check
+	sig := Signal{Key: checkKeyPrefix + c.Node + "/" + c.CheckID, Severity: Critical, Title: "check " + c.CheckID,
+		Reason: c.Output, Labels: Labels{Node: c.Node, Check: c.CheckID, Service: "web"}}
+	if c.Status == "passing" {
+		sig.Status = Resolved
+	} else {
+		sig.Status = Firing
+	}
+	return []Signal{sig}
+}
+
+type fixture struct {
+	t   *testing.T
+	st  *store.Store
+	e   *Engine
+	now time.Time
+	idx uint64
+}
+
+func newFixture(t *testing.T, mod func(*Config)) *fixture {
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := Config{
+		Rules:  []Rule{scripted{}, checkRule{}},
+		Routes: []Route{{Transport: "test", Room: "!ops"}},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	f := &fixture{t: t, st: st, now: time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)}
+	f.e = New(cfg, st)
+	f.e.now = func() time.Time { return f.now }
+	return f
+}
+
+func (f *fixture) feed(outputs ...string) {
+	f.t.Helper()
+	var evs []watchers.Event
+	for _, o := range outputs {
+		f.idx++
+		evs = append(evs, watchers.Event{Source: "test", Index: f.idx, Check: &watchers.Check{Node: "n1", Output: o, ServiceName: "web"}})
+	}
+	if err := f.e.Consume(f.t.Context(), watchers.Batch{Cursor: watchers.Cursor{Name: "test", Index: f.idx}, Events: evs}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) advance(d time.Duration) {
+	f.t.Helper()
+	f.now = f.now.Add(d)
+	if err := f.e.Tick(f.t.Context()); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// messages returns what is queued for the room, classified.
+func (f *fixture) messages(room string) (roots, edits, threads []store.OutMessage) {
+	f.t.Helper()
+	all, err := f.st.Pending(f.t.Context(), "test", 100000)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, m := range all {
+		switch {
+		case m.Room != room:
+		case m.EditOf != 0:
+			edits = append(edits, m)
+		case m.ThreadRoot != 0:
+			threads = append(threads, m)
+		default:
+			roots = append(roots, m)
+		}
+	}
+	return
+}
+
+func (f *fixture) incident(key string) store.Incident {
+	f.t.Helper()
+	var in store.Incident
+	err := f.st.InTx(f.t.Context(), func(tx *store.Tx) error {
+		var ok bool
+		var err error
+		in, ok, err = tx.LatestIncident(f.t.Context(), key)
+		if err == nil && !ok {
+			err = fmt.Errorf("no incident %s", key)
+		}
+		return err
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return in
+}
+
+func TestIncidentLifecycle(t *testing.T) {
+	f := newFixture(t, nil)
+	f.feed("detail:k1:exit code 1")
+	roots, edits, threads := f.messages("!ops")
+	if len(roots) != 1 || len(edits) != 0 || len(threads) != 1 {
+		t.Fatalf("after open: %d roots %d edits %d threads", len(roots), len(edits), len(threads))
+	}
+	if !strings.Contains(roots[0].Plain, "🔴 CRITICAL · problem k1") || !strings.Contains(roots[0].Plain, "Latest: exit code 1") ||
+		!strings.Contains(roots[0].Plain, "1 event · open for 0s") {
+		t.Fatalf("root message:\n%s", roots[0].Plain)
+	}
+	if threads[0].ThreadRoot != roots[0].ID || !strings.Contains(threads[0].HTML, "stderr &lt;b&gt;") {
+		t.Fatalf("thread detail: %+v", threads[0])
+	}
+
+	// Updates within the edit interval are folded into one later edit.
+	f.now = f.now.Add(time.Second)
+	f.feed("fire:k1:exit code 2", "fire:k1:exit code 3")
+	if _, edits, _ := f.messages("!ops"); len(edits) != 0 {
+		t.Fatalf("edited before the interval: %d", len(edits))
+	}
+	f.advance(5 * time.Second)
+	_, edits, _ = f.messages("!ops")
+	if len(edits) != 1 || edits[0].EditOf != roots[0].ID || !strings.Contains(edits[0].Plain, "3 events") || !strings.Contains(edits[0].Plain, "exit code 3") {
+		t.Fatalf("debounced edit: %d %v", len(edits), edits)
+	}
+	f.advance(5 * time.Second)
+	if _, edits, _ := f.messages("!ops"); len(edits) != 1 {
+		t.Fatalf("edited again without a change: %d", len(edits))
+	}
+
+	f.now = f.now.Add(time.Minute)
+	f.feed("resolve:k1")
+	_, edits, threads = f.messages("!ops")
+	last := edits[len(edits)-1]
+	if len(edits) != 2 || !strings.Contains(last.Plain, "✅ RESOLVED · problem k1") || !strings.Contains(last.Plain, "lasted 1m11s") {
+		t.Fatalf("resolution edit: %v", last.Plain)
+	}
+	if len(threads) != 2 || !strings.Contains(threads[1].Plain, "Resolved after 1m11s: fixed") {
+		t.Fatalf("resolution reply: %v", threads)
+	}
+	if in := f.incident("k1"); in.State != store.IncidentResolved || in.Events != 3 {
+		t.Fatalf("incident: %+v", in)
+	}
+	// A second resolution of a resolved key says nothing.
+	f.feed("resolve:k1")
+	if r, e, th := f.messages("!ops"); len(r)+len(e)+len(th) != 5 {
+		t.Fatal("resolving a resolved incident posted something")
+	}
+	if idx, _, ok, _ := f.st.Cursor(t.Context(), "test"); !ok || idx != f.idx {
+		t.Fatalf("cursor %d, want %d", idx, f.idx)
+	}
+}
+
+func TestFlappingUpdatesOnlyTheMessage(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.FlapThreshold = 3 })
+	f.feed("fire:k:down")
+	for range 3 {
+		f.now = f.now.Add(10 * time.Second)
+		f.feed("resolve:k")
+		f.now = f.now.Add(10 * time.Second)
+		f.feed("fire:k:down again")
+	}
+	roots, edits, threads := f.messages("!ops")
+	if len(roots) != 1 {
+		t.Fatalf("a flapping key opened %d messages", len(roots))
+	}
+	in := f.incident("k")
+	if !in.Flapping || in.State != store.IncidentOpen {
+		t.Fatalf("incident %+v", in)
+	}
+	// 2 changes before flapping got thread replies; after that only edits.
+	if len(threads) != 2 || len(edits) != 6 || !strings.Contains(edits[5].Plain, "flapping") {
+		t.Fatalf("%d threads, %d edits; last edit:\n%s", len(threads), len(edits), edits[len(edits)-1].Plain)
+	}
+	f.advance(11 * time.Minute)
+	if in := f.incident("k"); in.Flapping {
+		t.Fatal("still flapping after a quiet window")
+	}
+}
+
+func TestStormIsBoundedAndCountsAddUp(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.RoomCap = 10 })
+	var outputs []string
+	for i := range 50 {
+		outputs = append(outputs, fmt.Sprintf("fire:k%02d:boom", i))
+	}
+	f.feed(outputs...)
+	roots, _, _ := f.messages("!ops")
+	if len(roots) != 11 || !strings.Contains(roots[10].Plain, "Alert storm: 1 more incident") {
+		t.Fatalf("%d root messages; last:\n%s", len(roots), roots[len(roots)-1].Plain)
+	}
+	f.advance(5 * time.Second)
+	_, edits, _ := f.messages("!ops")
+	if len(edits) != 1 || edits[0].EditOf != roots[10].ID || !strings.Contains(edits[0].Plain, "40 more incidents") || !strings.Contains(edits[0].Plain, "40 still open") {
+		t.Fatalf("summary edit: %v", edits)
+	}
+	// Every incident exists and is shown somewhere: counts add up.
+	live, err := f.e.Live(t.Context())
+	if err != nil || len(live) != 50 {
+		t.Fatalf("%d live incidents, %v", len(live), err)
+	}
+	// A minute later the room may post again.
+	f.now = f.now.Add(time.Minute)
+	f.feed("fire:late:boom")
+	if roots, _, _ := f.messages("!ops"); len(roots) != 12 {
+		t.Fatalf("after the window: %d roots", len(roots))
+	}
+	// Resolving an incident of the summary edits the summary, not a message of its own.
+	f.feed("resolve:k30")
+	f.advance(5 * time.Second)
+	_, edits, _ = f.messages("!ops")
+	if last := edits[len(edits)-1]; last.EditOf != roots[10].ID || !strings.Contains(last.Plain, "39 still open") {
+		t.Fatalf("summary after a resolution:\n%s", last.Plain)
+	}
+}
+
+func TestThreadCap(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.ThreadCap = 3 })
+	for i := range 10 {
+		f.feed(fmt.Sprintf("detail:k:%d", i))
+	}
+	_, _, threads := f.messages("!ops")
+	if len(threads) != 3 {
+		t.Fatalf("%d thread replies, want the cap of 3", len(threads))
+	}
+	f.advance(5 * time.Second)
+	_, edits, _ := f.messages("!ops")
+	if !strings.Contains(edits[len(edits)-1].Plain, "7 details not posted") || !strings.Contains(edits[len(edits)-1].Plain, "10 events") {
+		t.Fatalf("edit does not account for skipped details:\n%s", edits[len(edits)-1].Plain)
+	}
+	f.now = f.now.Add(time.Minute)
+	f.feed("detail:k:later")
+	if _, _, threads := f.messages("!ops"); len(threads) != 4 {
+		t.Fatalf("cap did not reset after a minute: %d", len(threads))
+	}
+}
+
+func TestRouting(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.Routes = []Route{
+			{Transport: "test", Room: "!all"},
+			{Transport: "test", Room: "!web", Jobs: []string{"web*"}},
+			{Transport: "test", Room: "!critical", MinSeverity: Critical},
+			{Transport: "test", Room: "!other", Jobs: []string{"db"}},
+		}
+	})
+	f.feed("fire:k:boom", "warn:w")
+	counts := map[string]int{}
+	for _, room := range []string{"!all", "!web", "!critical", "!other"} {
+		roots, _, _ := f.messages(room)
+		counts[room] = len(roots)
+	}
+	if fmt.Sprint(counts) != "map[!all:2 !critical:1 !other:0 !web:2]" {
+		t.Fatalf("routing %v", counts)
+	}
+}
+
+func TestHeldDuringDeploymentThenPosted(t *testing.T) {
+	f := newFixture(t, nil)
+	deploy := func(status string) {
+		f.idx++
+		ev := watchers.Event{Source: "nomad", Index: f.idx, Namespace: "default", Deployment: &watchers.Deployment{ID: "d1", Job: "web", Status: status}}
+		if err := f.e.Consume(t.Context(), watchers.Batch{Events: []watchers.Event{ev}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(status string) {
+		f.idx++
+		ev := watchers.Event{Source: "consul", Index: f.idx, Check: &watchers.Check{Node: "n1", CheckID: "c1", Status: status, Output: "HTTP 502", ServiceName: "web", ServiceID: "_nomad-task-xyz"}}
+		if err := f.e.Consume(t.Context(), watchers.Batch{Events: []watchers.Event{ev}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The check's service is named like the job: during its deployment it waits.
+	deploy("running")
+	check("critical")
+	if roots, _, _ := f.messages("!ops"); len(roots) != 0 {
+		t.Fatal("posted during the deployment")
+	}
+	if in := f.incident("check/n1/c1"); in.State != store.IncidentHeld || in.HoldReason != "deployment of default/web" {
+		t.Fatalf("incident %+v", in)
+	}
+	deploy("successful")
+	roots, _, _ := f.messages("!ops")
+	if len(roots) != 1 || !strings.Contains(roots[0].Plain, "still failing after the deployment of default/web ended") {
+		t.Fatalf("after the deployment: %v", roots)
+	}
+	// A check that recovers during the deployment is never posted.
+	deploy("running")
+	f.idx++
+	ev := watchers.Event{Check: &watchers.Check{Node: "n2", CheckID: "c2", Status: "critical", ServiceName: "web"}}
+	f.e.Consume(t.Context(), watchers.Batch{Events: []watchers.Event{ev}})
+	ev.Check.Status = "passing"
+	f.e.Consume(t.Context(), watchers.Batch{Events: []watchers.Event{ev}})
+	deploy("successful")
+	if roots, _, _ := f.messages("!ops"); len(roots) != 1 {
+		t.Fatalf("a check that recovered during the deployment was posted")
+	}
+}
+
+func TestSilences(t *testing.T) {
+	f := newFixture(t, nil)
+	ms, err := ParseMatchers("job=web*,node=n?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.e.AddSilence(t.Context(), ms, 10*time.Minute, "maintenance", "@alice:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.feed("fire:k:boom")
+	if roots, _, _ := f.messages("!ops"); len(roots) != 0 {
+		t.Fatal("a silenced incident was posted")
+	}
+	if in := f.incident("k"); !strings.Contains(in.SilencedBy, fmt.Sprintf("silence #%d", s.ID)) {
+		t.Fatalf("silenced by %q", in.SilencedBy)
+	}
+	f.advance(11 * time.Minute)
+	roots, _, _ := f.messages("!ops")
+	if len(roots) != 1 {
+		t.Fatalf("not posted after the silence expired: %d", len(roots))
+	}
+	// 🔇 on a posted incident: quiet until resolved, then the silence ends.
+	in, err := f.e.SilenceIncident(t.Context(), f.incident("k").ID, "@bob:x")
+	if err != nil || in.SilencedBy != "@bob:x" {
+		t.Fatalf("silence incident: %+v %v", in, err)
+	}
+	f.feed("detail:k:more")
+	if _, _, threads := f.messages("!ops"); len(threads) != 0 {
+		t.Fatal("silenced incident still posts details")
+	}
+	f.feed("resolve:k")
+	if active, _ := f.e.Silences(t.Context()); len(active) != 0 {
+		t.Fatalf("silences after resolution: %+v", active)
+	}
+	for _, bad := range []string{"", "jb=web", "job", "job=[", "severity"} {
+		if _, err := ParseMatchers(bad); err == nil {
+			t.Errorf("ParseMatchers(%q) accepted", bad)
+		}
+	}
+	if _, err := ParseMatchers("jb=web"); !strings.Contains(fmt.Sprint(err), `did you mean "job"`) {
+		t.Errorf("no suggestion: %v", err)
+	}
+}
+
+func TestAcknowledgeAndReminders(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.ReminderInterval = 30 * time.Minute })
+	f.feed("fire:k:boom", "fire:k2:boom")
+	f.advance(31 * time.Minute)
+	_, edits, threads := f.messages("!ops")
+	if len(threads) != 2 || !strings.Contains(threads[0].Plain, "Still open after 31m00s and not acknowledged") {
+		t.Fatalf("reminders: %v", threads)
+	}
+	in, err := f.e.Acknowledge(t.Context(), f.incident("k").ID, "@alice:x")
+	if err != nil || in.AckedBy != "@alice:x" {
+		t.Fatal(err)
+	}
+	_, edits2, _ := f.messages("!ops")
+	if len(edits2) != len(edits)+1 || !strings.Contains(edits2[len(edits2)-1].Plain, "acknowledged by @alice:x") {
+		t.Fatal("acknowledgement not shown")
+	}
+	if _, err := f.e.Acknowledge(t.Context(), in.ID, "@bob:x"); err == nil {
+		t.Fatal("acknowledged twice")
+	}
+	f.advance(31 * time.Minute)
+	_, _, threads = f.messages("!ops")
+	if len(threads) != 3 {
+		t.Fatalf("want one more reminder, for the unacknowledged incident only: %d", len(threads))
+	}
+	if _, err := f.e.Acknowledge(t.Context(), 999, "@a:x"); err == nil {
+		t.Fatal("acknowledged a missing incident")
+	}
+}
+
+func TestNoticesAreDeduplicated(t *testing.T) {
+	f := newFixture(t, nil)
+	f.feed("notice:job/web", "notice:job/web")
+	roots, _, _ := f.messages("!ops")
+	if len(roots) != 1 || !strings.HasPrefix(roots[0].Plain, "ℹ️ problem job/web") {
+		t.Fatalf("notices: %v", roots)
+	}
+}
+
+func TestSnapshotResolvesVanishedChecks(t *testing.T) {
+	f := newFixture(t, nil)
+	snap := func(checks ...*watchers.Check) {
+		var evs []watchers.Event
+		for _, c := range checks {
+			evs = append(evs, watchers.Event{Source: "consul", Check: c})
+		}
+		if err := f.e.Consume(t.Context(), watchers.Batch{Snapshot: true, Cursor: watchers.Cursor{Name: "consul", Index: 50}, Events: evs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap(&watchers.Check{Node: "n1", CheckID: "a", Status: "critical", ServiceName: "web"}, &watchers.Check{Node: "n1", CheckID: "b", Status: "passing", ServiceName: "web"})
+	snap(&watchers.Check{Node: "n1", CheckID: "a", Status: "critical", ServiceName: "web"})
+	if in := f.incident("check/n1/a"); in.State != store.IncidentOpen || in.Events != 2 {
+		t.Fatalf("%+v", in)
+	}
+	snap(&watchers.Check{Node: "n1", CheckID: "b", Status: "passing", ServiceName: "web"})
+	if in := f.incident("check/n1/a"); in.State != store.IncidentResolved || in.Resolution != "check no longer registered in Consul" {
+		t.Fatalf("%+v", in)
+	}
+}
+
+// A batch whose effects cannot be stored leaves nothing behind, cursor included.
+func TestBatchIsAtomic(t *testing.T) {
+	f := newFixture(t, nil)
+	f.feed("fire:k:boom")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err := f.e.Consume(ctx, watchers.Batch{Cursor: watchers.Cursor{Name: "test", Index: 99}, Events: []watchers.Event{{Check: &watchers.Check{Output: "fire:k9:x"}}}})
+	if err == nil {
+		t.Fatal("consume with a cancelled context succeeded")
+	}
+	if idx, _, _, _ := f.st.Cursor(t.Context(), "test"); idx != f.idx {
+		t.Fatalf("cursor moved to %d", idx)
+	}
+	if roots, _, _ := f.messages("!ops"); len(roots) != 1 {
+		t.Fatalf("%d messages", len(roots))
+	}
+}

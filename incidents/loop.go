@@ -1,0 +1,302 @@
+package incidents
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vigie/vigie/store"
+)
+
+// tick is how often owed edits, reminders and expiries are looked at.
+const tick = time.Second
+
+// Run performs the timed work until ctx is done: debounced edits, storm
+// summaries, reminders, the end of flapping and of silences.
+func (e *Engine) Run(ctx context.Context) error {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := e.Tick(ctx); err != nil && ctx.Err() == nil {
+			zerolog.Ctx(ctx).Error().Err(err).Msg("Incident timers failed; retrying")
+		}
+	}
+}
+
+// Tick does one round of timed work.
+func (e *Engine) Tick(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	return e.st.InTx(ctx, func(tx *store.Tx) error {
+		p := &pass{e: e, tx: tx, now: now}
+		return errors.Join(p.flushEdits(ctx), p.flushSummaries(ctx), p.timers(ctx))
+	})
+}
+
+func (p *pass) flushEdits(ctx context.Context) error {
+	due, err := p.tx.DueIncidents(ctx, p.now)
+	if err != nil {
+		return err
+	}
+	for i := range due {
+		in := &due[i]
+		p.editNow(in)
+		if err := p.tx.SaveIncident(ctx, in); err != nil {
+			return err
+		}
+		if err := p.edit(ctx, in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *pass) flushSummaries(ctx context.Context) error {
+	due, err := p.tx.DueSummaries(ctx, p.now)
+	if err != nil {
+		return err
+	}
+	for i := range due {
+		sum := &due[i]
+		ins, err := p.tx.SummaryIncidents(ctx, sum.ID)
+		if err != nil {
+			return err
+		}
+		if len(ins) == 0 {
+			continue
+		}
+		out := p.e.message(sum.Transport, sum.Room, renderSummary(ins, p.now))
+		out.EditOf = sum.OutboxID
+		if _, err := p.tx.Enqueue(ctx, out); err != nil {
+			return err
+		}
+		sum.EditDueAt, sum.LastEditAt = time.Time{}, p.now
+		if err := p.tx.SaveSummary(ctx, sum); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timers handles reminders, flapping that calmed down and silences that
+// ended, over the open incidents.
+func (p *pass) timers(ctx context.Context) error {
+	open, err := p.tx.IncidentsInState(ctx, store.IncidentOpen)
+	if err != nil {
+		return err
+	}
+	for i := range open {
+		in := &open[i]
+		switch {
+		case in.SilencedBy != "":
+			if err := p.unsilenceIfEnded(ctx, in); err != nil {
+				return err
+			}
+		case in.Flapping && len(in.Changes) > 0 && p.now.Sub(time.UnixMilli(in.Changes[len(in.Changes)-1])) >= p.e.cfg.FlapWindow:
+			in.Flapping, in.Changes = false, nil
+			p.scheduleEdit(in)
+			if err := p.tx.SaveIncident(ctx, in); err != nil {
+				return err
+			}
+		case p.e.cfg.ReminderInterval > 0 && Severity(in.Severity) == Critical && in.AckedBy == "" &&
+			p.now.Sub(latest(in.OpenedAt, in.RemindedAt)) >= p.e.cfg.ReminderInterval:
+			in.Reminders++
+			in.RemindedAt = p.now
+			p.editNow(in)
+			if err := p.tx.SaveIncident(ctx, in); err != nil {
+				return err
+			}
+			if err := p.edit(ctx, in); err != nil {
+				return err
+			}
+			if err := p.thread(ctx, in, renderReminder(in, p.now)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// unsilenceIfEnded posts (or updates) an incident whose silence ended.
+func (p *pass) unsilenceIfEnded(ctx context.Context, in *store.Incident) error {
+	by, err := p.silencedBy(ctx, in)
+	if err != nil || by != "" {
+		return err
+	}
+	in.SilencedBy = ""
+	msgs, err := p.tx.IncidentMessages(ctx, in.ID)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return p.post(ctx, in, nil)
+	}
+	p.editNow(in)
+	if err := p.tx.SaveIncident(ctx, in); err != nil {
+		return err
+	}
+	return p.edit(ctx, in)
+}
+
+// ErrNotFound is returned for an incident or silence that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Acknowledge marks an incident acknowledged by who and edits its messages.
+func (e *Engine) Acknowledge(ctx context.Context, id int64, who string) (store.Incident, error) {
+	return e.change(ctx, id, func(p *pass, in *store.Incident) error {
+		if in.State != store.IncidentOpen && in.State != store.IncidentHeld {
+			return fmt.Errorf("incident #%d is %s", id, in.State)
+		}
+		if in.AckedBy != "" {
+			return fmt.Errorf("incident #%d was already acknowledged by %s", id, in.AckedBy)
+		}
+		in.AckedBy = who
+		return nil
+	})
+}
+
+// SilenceIncident silences one incident until it resolves.
+func (e *Engine) SilenceIncident(ctx context.Context, id int64, who string) (store.Incident, error) {
+	return e.change(ctx, id, func(p *pass, in *store.Incident) error {
+		if in.State != store.IncidentOpen && in.State != store.IncidentHeld {
+			return fmt.Errorf("incident #%d is %s", id, in.State)
+		}
+		if in.SilencedBy != "" {
+			return fmt.Errorf("incident #%d is already silenced by %s", id, in.SilencedBy)
+		}
+		in.SilencedBy = who
+		return p.tx.AddSilence(ctx, &store.Silence{IncidentID: id, CreatedBy: who, CreatedAt: p.now, Reason: "until resolved"})
+	})
+}
+
+// change applies fn to an incident and edits its messages.
+func (e *Engine) change(ctx context.Context, id int64, fn func(*pass, *store.Incident) error) (store.Incident, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var in store.Incident
+	err := e.st.InTx(ctx, func(tx *store.Tx) error {
+		p := &pass{e: e, tx: tx, now: e.now()}
+		var ok bool
+		var err error
+		if in, ok, err = tx.Incident(ctx, id); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("incident #%d: %w", id, ErrNotFound)
+		}
+		if err := fn(p, &in); err != nil {
+			return err
+		}
+		p.editNow(&in)
+		if err := tx.SaveIncident(ctx, &in); err != nil {
+			return err
+		}
+		return p.edit(ctx, &in)
+	})
+	return in, err
+}
+
+// IncidentByRemoteID finds the incident a reaction targets.
+func (e *Engine) IncidentByRemoteID(ctx context.Context, transport, remoteID string) (store.Incident, bool, error) {
+	var in store.Incident
+	var ok bool
+	err := e.st.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		in, ok, err = tx.IncidentByRemoteID(ctx, transport, remoteID)
+		return err
+	})
+	return in, ok, err
+}
+
+// Live returns the open and held incidents, oldest first.
+func (e *Engine) Live(ctx context.Context) ([]store.Incident, error) {
+	var out []store.Incident
+	err := e.st.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		out, err = tx.IncidentsInState(ctx, store.IncidentOpen, store.IncidentHeld)
+		return err
+	})
+	return out, err
+}
+
+// AddSilence silences every incident matching the matchers for d. Open
+// incidents it covers are marked at once.
+func (e *Engine) AddSilence(ctx context.Context, matchers []Matcher, d time.Duration, reason, who string) (store.Silence, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	s := store.Silence{Matchers: FormatMatchers(matchers), Reason: reason, CreatedBy: who, CreatedAt: now, ExpiresAt: now.Add(d)}
+	err := e.st.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.AddSilence(ctx, &s); err != nil {
+			return err
+		}
+		p := &pass{e: e, tx: tx, now: now}
+		open, err := tx.IncidentsInState(ctx, store.IncidentOpen, store.IncidentHeld)
+		if err != nil {
+			return err
+		}
+		for i := range open {
+			in := &open[i]
+			if in.SilencedBy != "" || !matches(matchers, in) {
+				continue
+			}
+			in.SilencedBy = "silence #" + fmt.Sprint(s.ID) + " (" + who + ")"
+			p.editNow(in)
+			if err := tx.SaveIncident(ctx, in); err != nil {
+				return err
+			}
+			if err := p.edit(ctx, in); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return s, err
+}
+
+// EndSilence ends a silence; incidents it covered are posted or updated by
+// the next tick.
+func (e *Engine) EndSilence(ctx context.Context, id int64) error {
+	return e.st.InTx(ctx, func(tx *store.Tx) error {
+		ok, err := tx.EndSilence(ctx, id)
+		if err == nil && !ok {
+			err = fmt.Errorf("silence #%d: %w (or already ended)", id, ErrNotFound)
+		}
+		return err
+	})
+}
+
+// Silences returns the silences in force.
+func (e *Engine) Silences(ctx context.Context) ([]store.Silence, error) {
+	var out []store.Silence
+	err := e.st.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		out, err = tx.ActiveSilences(ctx, e.now())
+		return err
+	})
+	return out, err
+}
+
+// silenceLabel renders a silence for lists.
+func silenceLabel(s store.Silence) string {
+	if s.IncidentID != 0 {
+		return fmt.Sprintf("incident #%d", s.IncidentID)
+	}
+	return strings.ReplaceAll(s.Matchers, ",", ", ")
+}

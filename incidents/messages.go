@@ -1,0 +1,291 @@
+package incidents
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigie/vigie/render"
+	"github.com/vigie/vigie/store"
+)
+
+// post saves a new incident and posts its message to every room it is
+// routed to, unless a silence covers it.
+func (p *pass) post(ctx context.Context, in *store.Incident, detail *Detail) error {
+	silencedBy, err := p.silencedBy(ctx, in)
+	if err != nil {
+		return err
+	}
+	in.SilencedBy = silencedBy
+	in.LastEditAt = p.now
+	if err := p.tx.SaveIncident(ctx, in); err != nil {
+		return err
+	}
+	if in.SilencedBy != "" {
+		return nil // tracked and counted, never posted while silenced
+	}
+	for _, r := range p.e.routes(in) {
+		n, err := p.tx.RoomMessagesSince(ctx, r.Transport, r.Room, p.now.Add(-time.Minute))
+		if err != nil {
+			return err
+		}
+		if n >= p.e.cfg.RoomCap {
+			if err := p.addToSummary(ctx, r, in); err != nil {
+				return err
+			}
+			continue
+		}
+		ids, err := p.tx.Enqueue(ctx, p.e.message(r.Transport, r.Room, renderIncident(in, p.now)))
+		if err != nil {
+			return err
+		}
+		err = p.tx.AddIncidentMessage(ctx, store.IncidentMessage{IncidentID: in.ID, Transport: r.Transport, Room: r.Room, OutboxID: ids[0], CreatedAt: p.now})
+		if err != nil {
+			return err
+		}
+	}
+	if detail != nil {
+		return p.thread(ctx, in, renderDetail(*detail))
+	}
+	return nil
+}
+
+func (e *Engine) message(transport, room string, nodes ...render.Node) store.OutMessage {
+	m := render.RenderLimit(e.cfg.MaxMessageBytes, nodes...)
+	return store.OutMessage{Transport: transport, Room: room, Plain: m.Plain, HTML: m.HTML}
+}
+
+// edit replaces each of the incident's messages with its current state;
+// incidents shown in a summary make that summary owe an edit.
+func (p *pass) edit(ctx context.Context, in *store.Incident) error {
+	msgs, err := p.tx.IncidentMessages(ctx, in.ID)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if m.SummaryID != 0 {
+			if err := p.summaryChanged(ctx, m.SummaryID); err != nil {
+				return err
+			}
+			continue
+		}
+		out := p.e.message(m.Transport, m.Room, renderIncident(in, p.now))
+		out.EditOf = m.OutboxID
+		if _, err := p.tx.Enqueue(ctx, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// thread posts a detail under each of the incident's own messages, at most
+// ThreadCap per minute; the rest are counted and shown on the message.
+func (p *pass) thread(ctx context.Context, in *store.Incident, detail render.Node) error {
+	if p.now.Sub(in.ThreadWindow) >= time.Minute {
+		in.ThreadWindow, in.ThreadSent = p.now, 0
+	}
+	if in.ThreadSent >= p.e.cfg.ThreadCap {
+		in.ThreadSkipped++
+		p.scheduleEdit(in)
+		return p.tx.SaveIncident(ctx, in)
+	}
+	in.ThreadSent++
+	if err := p.tx.SaveIncident(ctx, in); err != nil {
+		return err
+	}
+	msgs, err := p.tx.IncidentMessages(ctx, in.ID)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if m.OutboxID == 0 {
+			continue
+		}
+		out := p.e.message(m.Transport, m.Room, detail)
+		out.ThreadRoot = m.OutboxID
+		if _, err := p.tx.Enqueue(ctx, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addToSummary lists an incident in the room's storm summary, opening one
+// if the room has none from the last minute.
+func (p *pass) addToSummary(ctx context.Context, r Route, in *store.Incident) error {
+	sum, ok, err := p.tx.CurrentSummary(ctx, r.Transport, r.Room, p.now.Add(-time.Minute))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		ids, err := p.tx.Enqueue(ctx, p.e.message(r.Transport, r.Room, renderSummary([]store.Incident{*in}, p.now)))
+		if err != nil {
+			return err
+		}
+		sum = store.Summary{Transport: r.Transport, Room: r.Room, OutboxID: ids[0], OpenedAt: p.now, LastEditAt: p.now}
+		if err := p.tx.SaveSummary(ctx, &sum); err != nil {
+			return err
+		}
+	}
+	err = p.tx.AddIncidentMessage(ctx, store.IncidentMessage{IncidentID: in.ID, Transport: r.Transport, Room: r.Room, SummaryID: sum.ID, CreatedAt: p.now})
+	if err != nil || !ok {
+		return err
+	}
+	return p.summaryChanged(ctx, sum.ID)
+}
+
+// summaryChanged makes a summary owe a (debounced) edit.
+func (p *pass) summaryChanged(ctx context.Context, id int64) error {
+	sum, err := p.tx.Summary(ctx, id)
+	if err != nil {
+		return err
+	}
+	next := sum.LastEditAt.Add(p.e.cfg.EditInterval)
+	if next.Before(p.now) {
+		next = p.now
+	}
+	if sum.EditDueAt.IsZero() || sum.EditDueAt.After(next) {
+		sum.EditDueAt = next
+		return p.tx.SaveSummary(ctx, &sum)
+	}
+	return nil
+}
+
+// Rendering. Every string from a source goes through render.Text or
+// render.Code, which escape it.
+
+var severityMark = map[Severity]string{Info: "ℹ️", Warning: "🟠", Critical: "🔴"}
+
+func renderIncident(in *store.Incident, now time.Time) render.Node {
+	sev := Severity(in.Severity)
+	var head []render.Node
+	switch in.State {
+	case store.IncidentResolved:
+		head = append(head, render.Text("✅ RESOLVED · "))
+	case store.IncidentNotice:
+		head = append(head, render.Text(severityMark[sev]+" "))
+	default:
+		head = append(head, render.Text(severityMark[sev]+" "+strings.ToUpper(sev.String())+" · "))
+	}
+	head = append(head, render.Text(in.Title))
+	nodes := []render.Node{render.Heading(head...)}
+	if in.State == store.IncidentNotice {
+		if in.Reason != "" {
+			nodes = append(nodes, render.Line(render.Text(in.Reason)))
+		}
+		return render.Group(nodes...)
+	}
+	nodes = append(nodes, render.Line(render.Text("Latest: "), render.Text(in.Reason)))
+	status := []string{plural(in.Events, "event")}
+	if in.State == store.IncidentResolved {
+		status = append(status, "lasted "+duration(in.ResolvedAt.Sub(in.OpenedAt)), "resolved: "+in.Resolution)
+	} else {
+		status = append(status, "open for "+duration(now.Sub(in.OpenedAt)))
+	}
+	status = append(status, "since "+in.OpenedAt.UTC().Format("15:04 UTC"))
+	nodes = append(nodes, render.Line(render.Text(strings.Join(status, " · "))))
+	var flags []string
+	if in.Flapping {
+		flags = append(flags, "〰️ flapping: "+plural(len(in.Changes), "state change")+" recently, updates only here")
+	}
+	if in.AckedBy != "" {
+		flags = append(flags, "👀 acknowledged by "+in.AckedBy)
+	}
+	if in.SilencedBy != "" {
+		flags = append(flags, "🔇 silenced by "+in.SilencedBy)
+	}
+	if in.ThreadSkipped > 0 {
+		flags = append(flags, plural(in.ThreadSkipped, "detail")+" not posted in the thread (too many at once)")
+	}
+	if in.Reminders > 0 && in.AckedBy == "" && in.State == store.IncidentOpen {
+		flags = append(flags, "⏰ reminded "+plural(in.Reminders, "time"))
+	}
+	for _, f := range flags {
+		nodes = append(nodes, render.Line(render.Text(f)))
+	}
+	foot := "#" + strconv.FormatInt(in.ID, 10)
+	if in.State == store.IncidentOpen {
+		foot += " · react 👀 to acknowledge, 🔇 to silence until resolved"
+	}
+	nodes = append(nodes, render.Italic(render.Text(foot)))
+	return render.Group(nodes...)
+}
+
+func renderDetail(d Detail) render.Node {
+	nodes := []render.Node{render.Text(d.Text)}
+	if d.Pre != "" {
+		nodes = append(nodes, render.Pre(d.Pre))
+	}
+	return render.Group(nodes...)
+}
+
+func renderResolvedReply(in *store.Incident) render.Node {
+	return render.Text("✅ Resolved after " + duration(in.ResolvedAt.Sub(in.OpenedAt)) + ": " + in.Resolution)
+}
+
+func renderReopened(in *store.Incident) render.Node {
+	return render.Text("🔁 Firing again: " + in.Reason)
+}
+
+func renderReminder(in *store.Incident, now time.Time) render.Node {
+	return render.Text("⏰ Still open after " + duration(now.Sub(in.OpenedAt)) + " and not acknowledged.")
+}
+
+// summaryLines bounds the incidents listed in a summary message.
+const summaryLines = 30
+
+func renderSummary(ins []store.Incident, now time.Time) render.Node {
+	open := 0
+	var items []render.Node
+	for i, in := range ins {
+		if in.State == store.IncidentOpen {
+			open++
+		}
+		if i < summaryLines {
+			state := severityMark[Severity(in.Severity)]
+			if in.State == store.IncidentResolved {
+				state = "✅"
+			}
+			items = append(items, render.Group(render.Text(state+" "), render.Text(in.Title),
+				render.Text(" — "+plural(in.Events, "event")+" · #"+strconv.FormatInt(in.ID, 10))))
+		}
+	}
+	nodes := []render.Node{
+		render.Heading(render.Text("⚠️ Alert storm: " + plural(len(ins), "more incident") + " in this room, not posted one by one")),
+		render.Line(render.Text(strconv.Itoa(open) + " still open · since " + ins[0].OpenedAt.UTC().Format("15:04 UTC") + " · see alerts for details")),
+		render.List(items...),
+	}
+	if len(ins) > summaryLines {
+		nodes = append(nodes, render.Text("… and "+strconv.Itoa(len(ins)-summaryLines)+" more"))
+	}
+	return render.Group(nodes...)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// duration prints a duration for people: 45s, 12m30s, 3h05m, 2d4h.
+func duration(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(d.Seconds())) + "s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d.Minutes())) + "m" + pad(int(d.Seconds())%60) + "s"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d.Hours())) + "h" + pad(int(d.Minutes())%60) + "m"
+	}
+	return strconv.Itoa(int(d.Hours())/24) + "d" + strconv.Itoa(int(d.Hours())%24) + "h"
+}
+
+func pad(n int) string {
+	if n < 10 {
+		return "0" + strconv.Itoa(n)
+	}
+	return strconv.Itoa(n)
+}

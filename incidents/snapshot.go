@@ -1,0 +1,73 @@
+package incidents
+
+import (
+	"context"
+	"strings"
+
+	"github.com/vigie/vigie/watchers"
+)
+
+// snapshotRule unwraps severity overrides to reach a SnapshotRule.
+func snapshotRule(r Rule) (SnapshotRule, Severity, bool) {
+	if w, ok := r.(withSeverity); ok {
+		sr, ok := w.Rule.(SnapshotRule)
+		return sr, w.severity, ok
+	}
+	sr, ok := r.(SnapshotRule)
+	return sr, 0, ok
+}
+
+// snapshot runs the snapshot rules and resolves check incidents whose
+// check is gone from a full Consul snapshot.
+func (p *pass) snapshot(ctx context.Context, events []watchers.Event) error {
+	checks := make([]*watchers.Event, 0, len(events))
+	for i := range events {
+		if events[i].Check != nil {
+			checks = append(checks, &events[i])
+		}
+	}
+	for _, r := range p.e.cfg.Rules {
+		sr, severity, ok := snapshotRule(r)
+		if !ok {
+			continue
+		}
+		knownList, _, err := p.tx.Fact(ctx, factServices, sr.Name())
+		if err != nil {
+			return err
+		}
+		var known []string
+		if knownList != "" {
+			known = strings.Split(knownList, ",")
+		}
+		sigs, services := sr.EvaluateSnapshot(checks, known)
+		for _, sig := range sigs {
+			if sig.Rule == "" {
+				sig.Rule = sr.Name()
+			}
+			if severity != 0 && sig.Status != Resolved {
+				sig.Severity = severity
+			}
+			if err := p.apply(ctx, sig, nil); err != nil {
+				return err
+			}
+		}
+		if err := p.tx.SetFact(ctx, factServices, sr.Name(), strings.Join(services, ",")); err != nil {
+			return err
+		}
+	}
+	live, err := p.tx.LiveIncidentsWithPrefix(ctx, checkKeyPrefix)
+	if err != nil {
+		return err
+	}
+	for i := range live {
+		if !p.seen[live[i].Key] {
+			if err := p.resolve(ctx, &live[i], "check no longer registered in Consul"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkKeyPrefix starts the keys of Consul check incidents.
+const checkKeyPrefix = "check/"

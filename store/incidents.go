@@ -1,0 +1,407 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Incident states.
+const (
+	IncidentHeld     = "held"
+	IncidentOpen     = "open"
+	IncidentResolved = "resolved"
+	IncidentNotice   = "notice"
+)
+
+// Incident is one row of the incidents table. The incidents package owns
+// its meaning; the store only keeps it.
+type Incident struct {
+	ID            int64
+	Key           string
+	Rule          string
+	Severity      int
+	State         string
+	Title         string
+	Reason        string
+	Labels        string // JSON
+	Events        int
+	Changes       []int64 // unix ms of recent state changes
+	Flapping      bool
+	HoldReason    string
+	OpenedAt      time.Time
+	UpdatedAt     time.Time
+	ResolvedAt    time.Time // zero while live
+	Resolution    string
+	AckedBy       string
+	SilencedBy    string
+	EditDueAt     time.Time // zero: no edit owed
+	LastEditAt    time.Time
+	RemindedAt    time.Time
+	Reminders     int
+	ThreadSent    int
+	ThreadWindow  time.Time
+	ThreadSkipped int
+}
+
+const incidentColumns = `id, key, rule, severity, state, title, reason, labels, events, changes, flapping, hold_reason,
+	opened_at, updated_at, COALESCE(resolved_at, 0), resolution, acked_by, silenced_by, COALESCE(edit_due_at, 0),
+	last_edit_at, reminded_at, reminders, thread_sent, thread_window, thread_skipped`
+
+func scanIncident(row scanner) (Incident, error) {
+	var in Incident
+	var changes string
+	var opened, updated, resolved, due, lastEdit, reminded, window int64
+	err := row.Scan(&in.ID, &in.Key, &in.Rule, &in.Severity, &in.State, &in.Title, &in.Reason, &in.Labels, &in.Events,
+		&changes, &in.Flapping, &in.HoldReason, &opened, &updated, &resolved, &in.Resolution, &in.AckedBy, &in.SilencedBy,
+		&due, &lastEdit, &reminded, &in.Reminders, &in.ThreadSent, &window, &in.ThreadSkipped)
+	if err != nil {
+		return in, err
+	}
+	in.Changes = parseTimes(changes)
+	in.OpenedAt, in.UpdatedAt, in.ResolvedAt = ms(opened), ms(updated), ms(resolved)
+	in.EditDueAt, in.LastEditAt, in.RemindedAt, in.ThreadWindow = ms(due), ms(lastEdit), ms(reminded), ms(window)
+	return in, nil
+}
+
+// ms turns unix ms into a time, 0 into the zero time.
+func ms(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
+
+// unixMS turns a time into unix ms, the zero time into 0.
+func unixMS(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func nullMS(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func parseTimes(s string) []int64 {
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		if v, err := strconv.ParseInt(f, 10, 64); err == nil && v > 0 {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func formatTimes(ts []int64) string {
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = strconv.FormatInt(t, 10)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (t *Tx) incident(ctx context.Context, where string, args ...any) (Incident, bool, error) {
+	in, err := scanIncident(t.tx.QueryRowContext(ctx, `SELECT `+incidentColumns+` FROM incidents WHERE `+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return in, false, nil
+	}
+	return in, err == nil, err
+}
+
+func (t *Tx) incidents(ctx context.Context, where string, args ...any) ([]Incident, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+incidentColumns+` FROM incidents WHERE `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Incident
+	for rows.Next() {
+		in, err := scanIncident(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// LatestIncident returns the newest incident of a key, live or not.
+func (t *Tx) LatestIncident(ctx context.Context, key string) (Incident, bool, error) {
+	return t.incident(ctx, `key = ? ORDER BY id DESC LIMIT 1`, key)
+}
+
+// Incident returns an incident by ID.
+func (t *Tx) Incident(ctx context.Context, id int64) (Incident, bool, error) {
+	return t.incident(ctx, `id = ?`, id)
+}
+
+// LiveIncidentsWithPrefix returns the held and open incidents whose key
+// starts with prefix.
+func (t *Tx) LiveIncidentsWithPrefix(ctx context.Context, prefix string) ([]Incident, error) {
+	return t.incidents(ctx, `state IN ('held', 'open') AND substr(key, 1, length(?)) = ? ORDER BY id`, prefix, prefix)
+}
+
+// IncidentsInState returns incidents in the given states, oldest first.
+func (t *Tx) IncidentsInState(ctx context.Context, states ...string) ([]Incident, error) {
+	q := make([]string, len(states))
+	args := make([]any, len(states))
+	for i, s := range states {
+		q[i], args[i] = "?", s
+	}
+	return t.incidents(ctx, `state IN (`+strings.Join(q, ",")+`) ORDER BY id`, args...)
+}
+
+// DueIncidents returns incidents owed a debounced edit by now.
+func (t *Tx) DueIncidents(ctx context.Context, now time.Time) ([]Incident, error) {
+	return t.incidents(ctx, `edit_due_at IS NOT NULL AND edit_due_at <= ? ORDER BY id`, now.UnixMilli())
+}
+
+// SaveIncident inserts (ID 0, the ID is set) or updates an incident.
+func (t *Tx) SaveIncident(ctx context.Context, in *Incident) error {
+	args := []any{in.Key, in.Rule, in.Severity, in.State, in.Title, in.Reason, in.Labels, in.Events, formatTimes(in.Changes),
+		in.Flapping, in.HoldReason, unixMS(in.OpenedAt), unixMS(in.UpdatedAt), nullMS(in.ResolvedAt), in.Resolution,
+		in.AckedBy, in.SilencedBy, nullMS(in.EditDueAt), unixMS(in.LastEditAt), unixMS(in.RemindedAt), in.Reminders,
+		in.ThreadSent, unixMS(in.ThreadWindow), in.ThreadSkipped}
+	if in.ID == 0 {
+		res, err := t.tx.ExecContext(ctx, `INSERT INTO incidents (key, rule, severity, state, title, reason, labels, events, changes,
+			flapping, hold_reason, opened_at, updated_at, resolved_at, resolution, acked_by, silenced_by, edit_due_at, last_edit_at,
+			reminded_at, reminders, thread_sent, thread_window, thread_skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		if err != nil {
+			return err
+		}
+		in.ID, err = res.LastInsertId()
+		return err
+	}
+	_, err := t.tx.ExecContext(ctx, `UPDATE incidents SET key = ?, rule = ?, severity = ?, state = ?, title = ?, reason = ?, labels = ?,
+		events = ?, changes = ?, flapping = ?, hold_reason = ?, opened_at = ?, updated_at = ?, resolved_at = ?, resolution = ?,
+		acked_by = ?, silenced_by = ?, edit_due_at = ?, last_edit_at = ?, reminded_at = ?, reminders = ?, thread_sent = ?,
+		thread_window = ?, thread_skipped = ? WHERE id = ?`, append(args, in.ID)...)
+	return err
+}
+
+// IncidentMessage says where an incident is shown in one room: its own
+// message, or a line in a storm summary.
+type IncidentMessage struct {
+	IncidentID int64
+	Transport  string
+	Room       string
+	OutboxID   int64 // 0 when shown in a summary
+	SummaryID  int64 // 0 when it has its own message
+	CreatedAt  time.Time
+}
+
+// AddIncidentMessage records where an incident is shown.
+func (t *Tx) AddIncidentMessage(ctx context.Context, m IncidentMessage) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO incident_messages (incident_id, transport, room, outbox_id, summary_id, created_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, m.IncidentID, m.Transport, m.Room, nullID(m.OutboxID), nullID(m.SummaryID), unixMS(m.CreatedAt))
+	return err
+}
+
+// IncidentMessages lists where an incident is shown.
+func (t *Tx) IncidentMessages(ctx context.Context, incidentID int64) ([]IncidentMessage, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT incident_id, transport, room, COALESCE(outbox_id, 0), COALESCE(summary_id, 0), created_at
+		FROM incident_messages WHERE incident_id = ? ORDER BY transport, room`, incidentID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []IncidentMessage
+	for rows.Next() {
+		var m IncidentMessage
+		var created int64
+		if err := rows.Scan(&m.IncidentID, &m.Transport, &m.Room, &m.OutboxID, &m.SummaryID, &created); err != nil {
+			return nil, err
+		}
+		m.CreatedAt = ms(created)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// IncidentByRemoteID finds the incident whose own message was delivered
+// as the given remote event (for reactions).
+func (t *Tx) IncidentByRemoteID(ctx context.Context, transport, remoteID string) (Incident, bool, error) {
+	return t.incident(ctx, `id = (SELECT m.incident_id FROM incident_messages m JOIN outbox o ON o.id = m.outbox_id
+		WHERE o.transport = ? AND o.remote_id = ? LIMIT 1)`, transport, remoteID)
+}
+
+// RoomMessagesSince counts incident messages of their own posted to a room
+// since t (storm bounding).
+func (t *Tx) RoomMessagesSince(ctx context.Context, transport, room string, since time.Time) (int, error) {
+	var n int
+	err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM incident_messages WHERE transport = ? AND room = ? AND outbox_id IS NOT NULL
+		AND created_at >= ?`, transport, room, since.UnixMilli()).Scan(&n)
+	return n, err
+}
+
+// Summary is a storm summary message of one room.
+type Summary struct {
+	ID         int64
+	Transport  string
+	Room       string
+	OutboxID   int64
+	OpenedAt   time.Time
+	EditDueAt  time.Time
+	LastEditAt time.Time
+}
+
+const summaryColumns = `id, transport, room, outbox_id, opened_at, COALESCE(edit_due_at, 0), last_edit_at`
+
+func scanSummary(row scanner) (Summary, error) {
+	var s Summary
+	var opened, due, last int64
+	err := row.Scan(&s.ID, &s.Transport, &s.Room, &s.OutboxID, &opened, &due, &last)
+	s.OpenedAt, s.EditDueAt, s.LastEditAt = ms(opened), ms(due), ms(last)
+	return s, err
+}
+
+// CurrentSummary returns the room's newest summary opened since t.
+func (t *Tx) CurrentSummary(ctx context.Context, transport, room string, since time.Time) (Summary, bool, error) {
+	s, err := scanSummary(t.tx.QueryRowContext(ctx, `SELECT `+summaryColumns+` FROM summaries WHERE transport = ? AND room = ?
+		AND opened_at >= ? ORDER BY id DESC LIMIT 1`, transport, room, since.UnixMilli()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return s, false, nil
+	}
+	return s, err == nil, err
+}
+
+// SaveSummary inserts (ID 0) or updates a summary.
+func (t *Tx) SaveSummary(ctx context.Context, s *Summary) error {
+	if s.ID == 0 {
+		res, err := t.tx.ExecContext(ctx, `INSERT INTO summaries (transport, room, outbox_id, opened_at, edit_due_at, last_edit_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, s.Transport, s.Room, s.OutboxID, unixMS(s.OpenedAt), nullMS(s.EditDueAt), unixMS(s.LastEditAt))
+		if err != nil {
+			return err
+		}
+		s.ID, err = res.LastInsertId()
+		return err
+	}
+	_, err := t.tx.ExecContext(ctx, `UPDATE summaries SET edit_due_at = ?, last_edit_at = ? WHERE id = ?`,
+		nullMS(s.EditDueAt), unixMS(s.LastEditAt), s.ID)
+	return err
+}
+
+// Summary returns a summary by ID.
+func (t *Tx) Summary(ctx context.Context, id int64) (Summary, error) {
+	return scanSummary(t.tx.QueryRowContext(ctx, `SELECT `+summaryColumns+` FROM summaries WHERE id = ?`, id))
+}
+
+// DueSummaries returns summaries owed a debounced edit by now.
+func (t *Tx) DueSummaries(ctx context.Context, now time.Time) ([]Summary, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+summaryColumns+` FROM summaries WHERE edit_due_at IS NOT NULL AND edit_due_at <= ?`, now.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Summary
+	for rows.Next() {
+		s, err := scanSummary(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// SummaryIncidents lists the incidents shown in a summary.
+func (t *Tx) SummaryIncidents(ctx context.Context, summaryID int64) ([]Incident, error) {
+	return t.incidents(ctx, `id IN (SELECT incident_id FROM incident_messages WHERE summary_id = ?) ORDER BY id`, summaryID)
+}
+
+// Fact returns a remembered fact.
+func (t *Tx) Fact(ctx context.Context, kind, key string) (string, bool, error) {
+	var v string
+	err := t.tx.QueryRowContext(ctx, `SELECT value FROM facts WHERE kind = ? AND key = ?`, kind, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return v, err == nil, err
+}
+
+// SetFact remembers a fact.
+func (t *Tx) SetFact(ctx context.Context, kind, key, value string) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO facts (kind, key, value, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, kind, key, value, t.now)
+	return err
+}
+
+// DeleteFact forgets a fact.
+func (t *Tx) DeleteFact(ctx context.Context, kind, key string) error {
+	_, err := t.tx.ExecContext(ctx, `DELETE FROM facts WHERE kind = ? AND key = ?`, kind, key)
+	return err
+}
+
+// ForgetFactsBefore drops facts of a kind not updated since t.
+func (t *Tx) ForgetFactsBefore(ctx context.Context, kind string, before time.Time) error {
+	_, err := t.tx.ExecContext(ctx, `DELETE FROM facts WHERE kind = ? AND updated_at < ?`, kind, before.UnixMilli())
+	return err
+}
+
+// Silence is a silence: label matchers, or one incident until it resolves.
+type Silence struct {
+	ID         int64
+	Matchers   string // "label=glob,label=glob"
+	IncidentID int64
+	Reason     string
+	CreatedBy  string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: until the incident resolves
+	EndedAt    time.Time // zero: not ended by hand
+}
+
+// AddSilence records a silence.
+func (t *Tx) AddSilence(ctx context.Context, s *Silence) error {
+	res, err := t.tx.ExecContext(ctx, `INSERT INTO silences (matchers, incident_id, reason, created_by, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, s.Matchers, nullID(s.IncidentID), s.Reason, s.CreatedBy, unixMS(s.CreatedAt), nullMS(s.ExpiresAt))
+	if err != nil {
+		return err
+	}
+	s.ID, err = res.LastInsertId()
+	return err
+}
+
+// EndSilence ends a silence now; false if there was no active one.
+func (t *Tx) EndSilence(ctx context.Context, id int64) (bool, error) {
+	res, err := t.tx.ExecContext(ctx, `UPDATE silences SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, t.now, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// ActiveSilences returns the silences in force at now.
+func (t *Tx) ActiveSilences(ctx context.Context, now time.Time) ([]Silence, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT id, matchers, COALESCE(incident_id, 0), reason, created_by, created_at, COALESCE(expires_at, 0)
+		FROM silences WHERE ended_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY id`, now.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Silence
+	for rows.Next() {
+		var s Silence
+		var created, expires int64
+		if err := rows.Scan(&s.ID, &s.Matchers, &s.IncidentID, &s.Reason, &s.CreatedBy, &created, &expires); err != nil {
+			return nil, err
+		}
+		s.CreatedAt, s.ExpiresAt = ms(created), ms(expires)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// EndIncidentSilences ends the silences of one incident (it resolved).
+func (t *Tx) EndIncidentSilences(ctx context.Context, incidentID int64) error {
+	_, err := t.tx.ExecContext(ctx, `UPDATE silences SET ended_at = ? WHERE incident_id = ? AND ended_at IS NULL`, t.now, incidentID)
+	return err
+}
