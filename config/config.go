@@ -38,6 +38,7 @@ type Config struct {
 	Console  Console  `toml:"console"`
 	Nomad    Nomad    `toml:"nomad"`
 	Consul   Consul   `toml:"consul"`
+	Alerts   Alerts   `toml:"alerts"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -93,6 +94,31 @@ type Console struct {
 	Sender string `toml:"sender"` // Matrix user ID the commands appear to come from
 }
 
+// Alerts configures the incident pipeline and where incidents are posted.
+type Alerts struct {
+	DisabledRules    []string    `toml:"disabled_rules"`    // built-in rules switched off, by name
+	Severities       []string    `toml:"severities"`        // "rule=severity" overrides
+	EditInterval     Duration    `toml:"edit_interval"`     // at most one edit per incident per interval
+	RoomCap          int         `toml:"room_cap"`          // new incident messages per room per minute
+	ThreadCap        int         `toml:"thread_cap"`        // thread details per incident per minute
+	FlapWindow       Duration    `toml:"flap_window"`       // state changes counted over this window
+	FlapThreshold    int         `toml:"flap_threshold"`    // changes in the window that make an incident flapping
+	ReminderInterval Duration    `toml:"reminder_interval"` // remind unacknowledged critical incidents; "0s" never
+	Rooms            []AlertRoom `toml:"rooms"`
+}
+
+// AlertRoom routes matching incidents to one Matrix room. Empty lists
+// match anything.
+type AlertRoom struct {
+	Room        string   `toml:"room"`         // room ID, "!abc:example.org"
+	MinSeverity string   `toml:"min_severity"` // info, warning, critical
+	Namespaces  []string `toml:"namespaces"`   // globs
+	Jobs        []string `toml:"jobs"`
+	Nodes       []string `toml:"nodes"`
+	Checks      []string `toml:"checks"`
+	Services    []string `toml:"services"`
+}
+
 // Nomad configures the Nomad API client and its event stream watcher.
 type Nomad struct {
 	Address       string   `toml:"address"`
@@ -142,6 +168,10 @@ func Default() *Config {
 			Topics:        []string{"Allocation", "Deployment", "Evaluation", "Job", "Node"},
 			Namespaces:    []string{"*"},
 			StreamTimeout: Duration{30 * time.Second},
+		},
+		Alerts: Alerts{
+			EditInterval: Duration{5 * time.Second}, RoomCap: 10, ThreadCap: 5,
+			FlapWindow: Duration{10 * time.Minute}, FlapThreshold: 4, ReminderInterval: Duration{30 * time.Minute},
 		},
 		Consul: Consul{
 			Address: "http://127.0.0.1:8500", Watch: true,

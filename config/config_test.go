@@ -600,8 +600,12 @@ func TestMatrixProblems(t *testing.T) {
 	}
 }
 
-// commentedKey matches a commented-out "key = value" line of the example.
-var commentedKey = regexp.MustCompile(`(?m)^# ([a-z_]+ = .*)$`)
+// commentedKey matches a commented-out "key = value" line of the example,
+// or a commented-out [[array.table]] header.
+var commentedKey = regexp.MustCompile(`(?m)^# ([a-z_]+ = .*|\[\[[a-z_.]+\]\])$`)
+
+// entryIndex strips array entry indexes from keys: alerts.rooms[0].room.
+var entryIndex = regexp.MustCompile(`\[\d+\]`)
 
 func TestExampleConfig(t *testing.T) {
 	const example = "../config.example.toml"
@@ -627,8 +631,12 @@ func TestExampleConfig(t *testing.T) {
 	for _, p := range d.problems {
 		t.Errorf("example with keys uncommented: %s", p)
 	}
+	documented := map[string]bool{}
+	for k := range d.lines {
+		documented[entryIndex.ReplaceAllString(k, "")] = true
+	}
 	for _, k := range schemaKeys() {
-		if _, ok := d.lines[joinKey(k)]; !ok {
+		if !documented[joinKey(k)] {
 			t.Errorf("key %s is not documented in %s", joinKey(k), example)
 		}
 	}
@@ -691,4 +699,28 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestAlertRoomsArrayOfTables(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), "[[alerts.rooms]]\nroom = \"!ops:example.org\"\njobs = [\"web*\"]\n\n[[alerts.rooms]]\nroom = \"ops\"\nmin_severity = \"critcal\"\njbos = [\"x\"]\nnodes = [\"[\"]\n")
+	_, err := load(path, env())
+	ps := problems(t, err)
+	want := []string{
+		path + `:6: alerts.rooms[1].room: must be a room ID`,
+		path + `:7: alerts.rooms[1].min_severity: must be one of info, warning, critical; got "critcal" (did you mean "critical"?)`,
+		path + `:8: alerts.rooms[1].jbos: unknown key (did you mean "alerts.rooms[1].jobs"?)`,
+		path + `:9: alerts.rooms[1].nodes: entry "[": bad glob`,
+	}
+	if len(ps) != len(want) {
+		t.Fatalf("problems:\n%v", err)
+	}
+	for i, p := range ps {
+		if !strings.HasPrefix(p.String(), want[i]) {
+			t.Errorf("problem %d = %q\nwant prefix %q", i, p.String(), want[i])
+		}
+	}
+	good, err := load(writeConfig(t, t.TempDir(), "[[alerts.rooms]]\nroom = \"!ops:example.org\"\njobs = [\"web*\"]\n[[alerts.rooms]]\nroom = \"!db:example.org\"\nmin_severity = \"critical\"\n"), env())
+	if err != nil || len(good.Alerts.Rooms) != 2 || good.Alerts.Rooms[0].Jobs[0] != "web*" || good.Alerts.Rooms[1].MinSeverity != "critical" {
+		t.Fatalf("%+v %v", good.Alerts.Rooms, err)
+	}
 }

@@ -148,6 +148,10 @@ func (d *decoder) value(path []string, raw any, fv reflect.Value) {
 		}
 		*dst = out
 	default:
+		if fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct {
+			d.arrayOfTables(path, raw, fv)
+			return
+		}
 		if fv.Kind() != reflect.Struct {
 			panic("config: unsupported field type " + fv.Type().String())
 		}
@@ -158,6 +162,34 @@ func (d *decoder) value(path []string, raw any, fv reflect.Value) {
 		}
 		d.table(path, m, fv)
 	}
+}
+
+// arrayOfTables decodes [[key]] entries into a slice of structs, naming
+// each entry key[i] in problems.
+func (d *decoder) arrayOfTables(path []string, raw any, fv reflect.Value) {
+	key := joinKey(path)
+	arr, ok := raw.([]any)
+	if !ok {
+		if tables, isTables := raw.([]map[string]any); isTables {
+			for _, t := range tables {
+				arr = append(arr, t)
+			}
+		} else {
+			d.add(key, "must be an array of tables ([[%s]] sections), got %s", key, tomlType(raw))
+			return
+		}
+	}
+	out := reflect.MakeSlice(fv.Type(), len(arr), len(arr))
+	for i, e := range arr {
+		m, ok := e.(map[string]any)
+		sub := append(slices.Clip(path[:len(path)-1]), entryKey(path[len(path)-1], i))
+		if !ok {
+			d.addAt(key, d.entryLine(key, i), "entry %d must be a table, got %s", i+1, tomlType(e))
+			continue
+		}
+		d.table(sub, m, out.Index(i))
+	}
+	fv.Set(out)
 }
 
 // unknown reports a key that is not in the schema, with the best hint.
@@ -256,6 +288,10 @@ func schemaKeys() [][]string {
 				walk(path, f.Type)
 				continue
 			}
+			if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+				walk(path, f.Type.Elem())
+				continue
+			}
 			keys = append(keys, path)
 		}
 	}
@@ -294,6 +330,12 @@ func joinKey(path []string) string {
 	parts := make([]string, len(path))
 	for i, p := range path {
 		parts[i] = p
+		// An [[array.table]] entry part, "rooms[1]", stays bare.
+		if j := strings.LastIndexByte(p, '['); j > 0 && strings.HasSuffix(p, "]") {
+			if _, err := strconv.Atoi(p[j+1 : len(p)-1]); err == nil {
+				p = p[:j]
+			}
+		}
 		if p == "" || strings.ContainsFunc(p, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
 		}) {
@@ -318,11 +360,21 @@ func keyLines(data []byte) map[string]int {
 	var p unstable.Parser
 	p.Reset(data)
 	var table []string
+	arrayTables := map[string]int{} // entries seen per [[array.table]]
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
-		case unstable.Table, unstable.ArrayTable:
+		case unstable.Table:
 			table = lw.key(nil, e.Key())
+		case unstable.ArrayTable:
+			// Entries are named like array entries, "alerts.rooms[1]", so
+			// that their keys get lines of their own.
+			table = lw.key(nil, e.Key())
+			base := joinKey(table)
+			i := arrayTables[base]
+			arrayTables[base]++
+			table[len(table)-1] = entryKey(table[len(table)-1], i)
+			lw.lines[joinKey(table)] = lw.lastLine
 		case unstable.KeyValue:
 			lw.keyValue(table, e)
 		}
@@ -331,8 +383,9 @@ func keyLines(data []byte) map[string]int {
 }
 
 type lineWalker struct {
-	lines map[string]int
-	nl    []int
+	lines    map[string]int
+	nl       []int
+	lastLine int // line of the last key part walked
 }
 
 func (w *lineWalker) line(r unstable.Range) int {
@@ -352,6 +405,7 @@ func (w *lineWalker) key(prefix []string, it unstable.Iterator) []string {
 		n := it.Node()
 		path = append(path, string(n.Data))
 		w.record(joinKey(path), n.Raw)
+		w.lastLine = w.line(n.Raw)
 	}
 	return path
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,6 +93,48 @@ func (c *Config) validate(d *decoder) {
 	c.checkURL(d, "nomad.address", c.Nomad.Address, "http://127.0.0.1:4646")
 	c.checkURL(d, "consul.address", c.Consul.Address, "http://127.0.0.1:8500")
 	c.validateWatchers(d)
+	c.validateAlerts(d)
+}
+
+// Severities and rules are known to the incidents package, which config
+// does not import: rule names are checked by "vigie check-config" itself.
+var severities = []string{"info", "warning", "critical"}
+
+func (c *Config) validateAlerts(d *decoder) {
+	a := &c.Alerts
+	for i, s := range a.Severities {
+		rule, sev, ok := strings.Cut(s, "=")
+		if !ok || rule == "" || !slices.Contains(severities, sev) {
+			d.addAt("alerts.severities", d.entryLine("alerts.severities", i), `entry %q: write "rule=severity" with severity info, warning or critical`, s)
+		}
+	}
+	if a.EditInterval.Duration <= 0 {
+		d.add("alerts.edit_interval", "must be greater than 0")
+	}
+	if a.FlapWindow.Duration <= 0 {
+		d.add("alerts.flap_window", "must be greater than 0")
+	}
+	for key, v := range map[string]int{"alerts.room_cap": a.RoomCap, "alerts.thread_cap": a.ThreadCap, "alerts.flap_threshold": a.FlapThreshold} {
+		if v < 1 {
+			d.add(key, "must be at least 1, got %d", v)
+		}
+	}
+	for i, r := range a.Rooms {
+		key := entryKey("alerts.rooms", i)
+		if !strings.HasPrefix(r.Room, "!") || !strings.Contains(r.Room, ":") {
+			d.add(key+".room", `must be a room ID such as "!abcdef:example.org" (room settings, Advanced), got %q`, r.Room)
+		}
+		if r.MinSeverity != "" && !slices.Contains(severities, r.MinSeverity) {
+			c.oneOf(d, key+".min_severity", r.MinSeverity, severities)
+		}
+		for name, globs := range map[string][]string{"namespaces": r.Namespaces, "jobs": r.Jobs, "nodes": r.Nodes, "checks": r.Checks, "services": r.Services} {
+			for j, g := range globs {
+				if _, err := path.Match(g, ""); err != nil {
+					d.addAt(key+"."+name, d.entryLine(key+"."+name, j), "entry %q: bad glob: %v", g, err)
+				}
+			}
+		}
+	}
 }
 
 // nomadTopics are the event stream topics of Nomad 1.11.
