@@ -55,23 +55,29 @@ type Commands interface {
 	Handle(ctx context.Context, in commands.Incoming)
 }
 
+// Incidents finds the incident a reacted-to message belongs to.
+type Incidents interface {
+	IncidentIDByEvent(ctx context.Context, transport, eventID string) (int64, bool, error)
+}
+
 // Bot is the Matrix transport.
 type Bot struct {
-	cfg    Config
-	state  State
-	cmds   Commands
-	log    zerolog.Logger
-	cli    *mautrix.Client
-	crypto *cryptohelper.CryptoHelper
+	cfg       Config
+	state     State
+	cmds      Commands
+	incidents Incidents // nil: reactions are ignored
+	log       zerolog.Logger
+	cli       *mautrix.Client
+	crypto    *cryptohelper.CryptoHelper
 
 	ready     atomic.Bool
 	firstSync sync.Once
 	outage    outage
 }
 
-// New creates a bot; Start logs it in.
-func New(cfg Config, state State, cmds Commands, log zerolog.Logger) *Bot {
-	return &Bot{cfg: cfg, state: state, cmds: cmds, log: log.With().Str("component", "matrix").Logger()}
+// New creates a bot; Start logs it in. incidents may be nil.
+func New(cfg Config, state State, cmds Commands, incidents Incidents, log zerolog.Logger) *Bot {
+	return &Bot{cfg: cfg, state: state, cmds: cmds, incidents: incidents, log: log.With().Str("component", "matrix").Logger()}
 }
 
 // Start logs in (retrying while the homeserver is unreachable) and sets up
@@ -101,6 +107,7 @@ func (b *Bot) Start(ctx context.Context) error {
 	syncer.OnSync(b.onSync)
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
+	syncer.OnEventType(event.EventReaction, b.onReaction)
 	if !b.cfg.Encryption {
 		syncer.OnEventType(event.EventEncrypted, b.onEncryptedWithoutCrypto)
 	}

@@ -39,7 +39,7 @@ func TestDeliverRelationsOnRealHomeserver(t *testing.T) {
 	b := New(Config{
 		Homeserver: hs.URL, UserID: botUser.ID.String(), Password: "bot-password-1", DeviceName: "test",
 		CommandPrefix: "!vigie", AllowedInviters: []string{alice.ID.String()}, DataDir: dir, Started: time.Now(),
-	}, st, noCommands{}, zerolog.Nop())
+	}, st, noCommands{}, nil, zerolog.Nop())
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	if err := b.Start(ctx); err != nil {

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -31,14 +32,47 @@ func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
 		return
 	}
 	log := b.log.With().Str("event_id", evt.ID.String()).Str("room", evt.RoomID.String()).Str("sender", evt.Sender.String()).Logger()
-	sent := time.UnixMilli(evt.Timestamp)
-	if sent.Before(b.cfg.Started.Add(-b.cfg.EventGrace)) {
-		log.Info().Time("sent", sent).Msg("Ignoring a command sent before Vigie started")
+	if b.beforeStart(evt) {
+		log.Info().Msg("Ignoring a command sent before Vigie started")
 		return
 	}
 	b.cmds.Handle(ctx, commands.Incoming{
 		Transport: Transport, Room: evt.RoomID.String(), EventID: evt.ID.String(),
 		Sender: evt.Sender.String(), Text: text, Prefix: b.cfg.CommandPrefix,
+	})
+}
+
+// beforeStart reports events sent before the bot started, minus the grace.
+func (b *Bot) beforeStart(evt *event.Event) bool {
+	return time.UnixMilli(evt.Timestamp).Before(b.cfg.Started.Add(-b.cfg.EventGrace))
+}
+
+// reactionCommands maps reactions on incident messages to the commands
+// they stand for.
+var reactionCommands = map[string]string{"👀": "ack", "🔇": "silence"}
+
+// onReaction turns 👀 and 🔇 on an incident's message into ack and
+// silence commands, authorized and audited like typed ones.
+func (b *Bot) onReaction(ctx context.Context, evt *event.Event) {
+	if b.incidents == nil || evt.Sender == b.cli.UserID || b.beforeStart(evt) {
+		return
+	}
+	rel := evt.Content.AsReaction().RelatesTo
+	name, ok := reactionCommands[strings.TrimSuffix(rel.Key, "\ufe0f")]
+	if !ok {
+		return
+	}
+	id, found, err := b.incidents.IncidentIDByEvent(ctx, Transport, rel.EventID.String())
+	if err != nil {
+		b.log.Error().Err(err).Str("event_id", evt.ID.String()).Msg("Cannot look up the incident of a reaction")
+		return
+	}
+	if !found {
+		return // a reaction on another message
+	}
+	b.cmds.Handle(ctx, commands.Incoming{
+		Transport: Transport, Room: evt.RoomID.String(), EventID: evt.ID.String(), Sender: evt.Sender.String(),
+		Text: name + " #" + strconv.FormatInt(id, 10), Prefix: b.cfg.CommandPrefix, Quiet: true,
 	})
 }
 

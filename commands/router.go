@@ -25,6 +25,9 @@ type Incoming struct {
 	Sender    string
 	Text      string // the command line, prefix already removed
 	Prefix    string
+	// Quiet: the command stands for a gesture (a reaction) whose effect is
+	// visible by itself; reply only if it fails.
+	Quiet bool
 }
 
 // Sender queues replies (the outbox).
@@ -182,6 +185,9 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 		rec.Detail = err.Error()
 		r.finish(ctx, in, rec, "error", spec.Name, render.Group(render.Text("⚠️ "), render.Code(spec.Name), render.Text(" failed: "+err.Error())))
 	default:
+		if in.Quiet {
+			reply = render.Node{}
+		}
 		r.finish(ctx, in, rec, "ok", spec.Name, reply)
 	}
 	r.cfg.Metrics.CommandLatency.WithLabelValues(spec.Name).Observe(time.Since(received).Seconds())
@@ -221,6 +227,9 @@ func (r *Router) finish(ctx context.Context, in Incoming, rec store.AuditRecord,
 }
 
 func (r *Router) reply(ctx context.Context, in Incoming, reply render.Node) {
+	if reply.IsZero() {
+		return
+	}
 	msg := outbox.Message{Transport: in.Transport, Room: in.Room, ReplyTo: in.EventID, Content: render.RenderLimit(r.cfg.MaxReplyBytes, reply)}
 	if _, err := r.cfg.Replies.Send(ctx, msg); err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("Cannot queue reply")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -178,9 +177,16 @@ func (e *Engine) SilenceIncident(ctx context.Context, id int64, who string) (sto
 		if in.State != store.IncidentOpen && in.State != store.IncidentHeld {
 			return fmt.Errorf("incident #%d is %s", id, in.State)
 		}
-		if in.SilencedBy != "" {
-			return fmt.Errorf("incident #%d is already silenced by %s", id, in.SilencedBy)
+		active, err := p.tx.ActiveSilences(ctx, p.now)
+		if err != nil {
+			return err
 		}
+		for _, s := range active {
+			if s.IncidentID == id {
+				return fmt.Errorf("incident #%d is already silenced until resolved by %s", id, s.CreatedBy)
+			}
+		}
+		// A timed silence may cover it too; this one lasts until resolved.
 		in.SilencedBy = who
 		return p.tx.AddSilence(ctx, &store.Silence{IncidentID: id, CreatedBy: who, CreatedAt: p.now, Reason: "until resolved"})
 	})
@@ -212,16 +218,17 @@ func (e *Engine) change(ctx context.Context, id int64, fn func(*pass, *store.Inc
 	return in, err
 }
 
-// IncidentByRemoteID finds the incident a reaction targets.
-func (e *Engine) IncidentByRemoteID(ctx context.Context, transport, remoteID string) (store.Incident, bool, error) {
+// IncidentIDByEvent finds the incident whose message is the given remote
+// event (a reaction's target).
+func (e *Engine) IncidentIDByEvent(ctx context.Context, transport, eventID string) (int64, bool, error) {
 	var in store.Incident
 	var ok bool
 	err := e.st.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		in, ok, err = tx.IncidentByRemoteID(ctx, transport, remoteID)
+		in, ok, err = tx.IncidentByRemoteID(ctx, transport, eventID)
 		return err
 	})
-	return in, ok, err
+	return in.ID, ok, err
 }
 
 // Live returns the open and held incidents, oldest first.
@@ -291,12 +298,4 @@ func (e *Engine) Silences(ctx context.Context) ([]store.Silence, error) {
 		return err
 	})
 	return out, err
-}
-
-// silenceLabel renders a silence for lists.
-func silenceLabel(s store.Silence) string {
-	if s.IncidentID != 0 {
-		return fmt.Sprintf("incident #%d", s.IncidentID)
-	}
-	return strings.ReplaceAll(s.Matchers, ",", ", ")
 }

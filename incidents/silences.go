@@ -12,8 +12,8 @@ import (
 	"github.com/vigie/vigie/store"
 )
 
-// Matcher labels a silence can use.
-var matcherLabels = []string{"namespace", "job", "group", "node", "check", "service", "rule", "key", "severity"}
+// MatcherLabels are the labels a silence can match on.
+var MatcherLabels = []string{"namespace", "job", "group", "node", "check", "service", "rule", "key", "severity"}
 
 // Matcher is one label=glob condition of a silence.
 type Matcher struct {
@@ -33,11 +33,11 @@ func ParseMatchers(s string) ([]Matcher, error) {
 		if !ok || glob == "" {
 			return nil, fmt.Errorf("matcher %q: write label=glob, e.g. job=web", part)
 		}
-		if !slices.Contains(matcherLabels, label) {
-			if near, ok := suggest.Closest(label, matcherLabels); ok {
+		if !slices.Contains(MatcherLabels, label) {
+			if near, ok := suggest.Closest(label, MatcherLabels); ok {
 				return nil, fmt.Errorf("unknown label %q (did you mean %q?)", label, near)
 			}
-			return nil, fmt.Errorf("unknown label %q; use one of %s", label, strings.Join(matcherLabels, ", "))
+			return nil, fmt.Errorf("unknown label %q; use one of %s", label, strings.Join(MatcherLabels, ", "))
 		}
 		if _, err := path.Match(glob, ""); err != nil {
 			return nil, fmt.Errorf("matcher %q: bad glob: %v", part, err)

@@ -21,7 +21,7 @@ type Node struct {
 type kind int
 
 const (
-	kText kind = iota
+	kText kind = iota + 1
 	kBold
 	kItalic
 	kCode
@@ -61,6 +61,9 @@ func Group(n ...Node) Node { return Node{kind: kGroup, children: n} }
 
 // Heading is a title line.
 func Heading(n ...Node) Node { return Node{kind: kHeading, children: n} }
+
+// IsZero reports whether n is the zero Node: nothing to render.
+func (n Node) IsZero() bool { return n.kind == 0 }
 
 // Message is a rendered message: HTML for Matrix clients and the plain text
 // that is both the Matrix fallback body and what the console prints.

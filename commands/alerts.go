@@ -1,0 +1,45 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vigie/vigie/render"
+	"github.com/vigie/vigie/store"
+)
+
+// Alerts lists the open incidents.
+type Alerts struct{ Book IncidentBook }
+
+// Spec implements Handler.
+func (a *Alerts) Spec() Spec {
+	return Spec{Name: "alerts", Aliases: []string{"incidents"}, Access: Read, Summary: "list the open incidents",
+		Help: "Shows every open incident, and those held back during a deployment or a drain, oldest first."}
+}
+
+// Run implements Handler.
+func (a *Alerts) Run(ctx context.Context, _ *Request) (render.Node, error) {
+	live, err := a.Book.Live(ctx)
+	if err != nil {
+		return render.Node{}, err
+	}
+	if len(live) == 0 {
+		return render.Text("✅ No open incident."), nil
+	}
+	items := make([]render.Node, len(live))
+	for i, in := range live {
+		var notes []render.Node
+		notes = append(notes, render.Text(" — "+in.Reason+" · "+since(in.OpenedAt)))
+		switch {
+		case in.State == store.IncidentHeld:
+			notes = append(notes, render.Text(" · held during the "+in.HoldReason))
+		case in.AckedBy != "":
+			notes = append(notes, render.Text(" · 👀 "+in.AckedBy))
+		}
+		if in.SilencedBy != "" {
+			notes = append(notes, render.Text(" · 🔇 "+in.SilencedBy))
+		}
+		items[i] = render.Group(append([]render.Node{render.Bold(render.Text(incidentLine(in)))}, notes...)...)
+	}
+	return render.Group(render.Heading(render.Text(fmt.Sprintf("%d open incident(s)", len(live)))), render.List(items...)), nil
+}

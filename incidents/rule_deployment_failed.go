@@ -1,0 +1,88 @@
+package incidents
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vigie/vigie/watchers"
+)
+
+func init() {
+	register("deployment-failed", func() Rule {
+		return DeploymentFailed{Severity: Critical, CanarySeverity: Warning}
+	})
+}
+
+// DeploymentFailed fires when a job's deployment fails, or earlier, while
+// its canaries are unhealthy; the job's next successful deployment (or its
+// stop) resolves it.
+type DeploymentFailed struct {
+	Severity       Severity // a failed deployment
+	CanarySeverity Severity // unhealthy canaries of a running deployment
+}
+
+func (DeploymentFailed) Name() string { return "deployment-failed" }
+
+func (r DeploymentFailed) Evaluate(ev *watchers.Event) []Signal {
+	ns := eventNamespace(ev)
+	if reason, ended := jobEnded(ev); ended {
+		return []Signal{{
+			Rule: r.Name(), Key: signalKey("deployment", ns, ev.Job.ID), Severity: r.Severity,
+			Status: Resolved, Reason: reason, Labels: Labels{Namespace: ns, Job: ev.Job.ID}, At: ev.Time,
+		}}
+	}
+	d := ev.Deployment
+	if d == nil {
+		return nil
+	}
+	sig := Signal{
+		Rule: r.Name(), Key: signalKey("deployment", ns, d.Job), Severity: r.Severity,
+		Labels: Labels{Namespace: ns, Job: d.Job, Deployment: d.ID}, At: ev.Time,
+	}
+	switch d.Status {
+	case "failed":
+		sig.Status, sig.Title, sig.Reason = Firing, d.Job+": deployment failed", d.StatusDescription
+		// Nomad says "… - rolling back to job version N" when the group's
+		// auto_revert kicked in.
+		if strings.Contains(d.StatusDescription, "rolling back to job version") {
+			sig.Reason += " (auto-revert)"
+		}
+	case "successful":
+		sig.Status, sig.Reason = Resolved, "deployment "+nomadShortID(d.ID)+" successful"
+		return []Signal{sig}
+	case "running":
+		unhealthy, canaries := 0, 0
+		for _, g := range d.Groups {
+			// After promotion the unhealthy count covers regular
+			// allocations, which fail the deployment on their own.
+			if g.DesiredCanaries > 0 && !g.Promoted {
+				unhealthy += g.Unhealthy
+				canaries += g.DesiredCanaries
+			}
+		}
+		if unhealthy == 0 {
+			return nil
+		}
+		sig.Status, sig.Severity, sig.Title = Firing, r.CanarySeverity, d.Job+": deployment canaries unhealthy"
+		sig.Reason = fmt.Sprintf("canaries unhealthy: %d of %d", unhealthy, canaries)
+	default:
+		return nil
+	}
+	sig.Detail = &Detail{Text: deploymentProgress(d)}
+	return []Signal{sig}
+}
+
+// deploymentProgress is the deployment's per-group counts, as the Nomad
+// CLI shows them.
+func deploymentProgress(d *watchers.Deployment) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "deployment %s (job version %d): %s", nomadShortID(d.ID), d.JobVersion, d.StatusDescription)
+	for _, g := range d.Groups {
+		fmt.Fprintf(&b, "; group %s: %d desired", g.Name, g.Desired)
+		if g.DesiredCanaries > 0 {
+			fmt.Fprintf(&b, " (%d canaries)", g.DesiredCanaries)
+		}
+		fmt.Fprintf(&b, ", %d placed, %d healthy, %d unhealthy", g.Placed, g.Healthy, g.Unhealthy)
+	}
+	return b.String()
+}
