@@ -41,7 +41,7 @@ func runMatrix(ctx context.Context, cfg *config.Config, started time.Time, logOu
 		EventGrace:      cfg.Matrix.EventGrace.Duration,
 		DataDir:         cfg.DataDir,
 		Started:         started,
-	}, a.store, a.router, log)
+	}, a.store, a.router, nil, log)
 	defer b.Close()
 	a.metrics.RegisterOutbox(bot.Transport, a.store)
 
