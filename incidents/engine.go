@@ -311,6 +311,11 @@ func (p *pass) when(sig Signal) time.Time {
 }
 
 func (p *pass) update(ctx context.Context, in *store.Incident, sig Signal) error {
+	// Level-triggered sources (a Consul snapshot, a node's state repeated by
+	// Nomad) say the same thing again: that is no new event.
+	if sig.Reason == in.Reason && int(sig.Severity) <= in.Severity && sig.Detail == nil {
+		return nil
+	}
 	in.Events++
 	in.Reason = sig.Reason
 	in.Severity = max(in.Severity, int(sig.Severity))

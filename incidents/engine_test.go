@@ -445,9 +445,18 @@ func TestSnapshotResolvesVanishedChecks(t *testing.T) {
 		}
 	}
 	snap(&watchers.Check{Node: "n1", CheckID: "a", Status: "critical", ServiceName: "web"}, &watchers.Check{Node: "n1", CheckID: "b", Status: "passing", ServiceName: "web"})
+	f.advance(10 * time.Second)
 	snap(&watchers.Check{Node: "n1", CheckID: "a", Status: "critical", ServiceName: "web"})
-	if in := f.incident("check/n1/a"); in.State != store.IncidentOpen || in.Events != 2 {
-		t.Fatalf("%+v", in)
+	f.advance(10 * time.Second)
+	if in := f.incident("check/n1/a"); in.State != store.IncidentOpen || in.Events != 1 {
+		t.Fatalf("a repeated identical state counted as a new event: %+v", in)
+	}
+	if _, edits, _ := f.messages("!ops"); len(edits) != 0 {
+		t.Fatalf("a repeated identical state edited the message %d times", len(edits))
+	}
+	snap() // an ACL hiding everything: nothing is concluded from it
+	if in := f.incident("check/n1/a"); in.State != store.IncidentOpen {
+		t.Fatalf("an empty snapshot resolved an incident: %+v", in)
 	}
 	snap(&watchers.Check{Node: "n1", CheckID: "b", Status: "passing", ServiceName: "web"})
 	if in := f.incident("check/n1/a"); in.State != store.IncidentResolved || in.Resolution != "check no longer registered in Consul" {

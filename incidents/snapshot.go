@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/vigie/vigie/watchers"
 )
 
@@ -25,6 +27,12 @@ func (p *pass) snapshot(ctx context.Context, events []watchers.Event) error {
 		if events[i].Check != nil {
 			checks = append(checks, &events[i])
 		}
+	}
+	// Every Consul node has at least serfHealth: an empty snapshot is an
+	// ACL filtering everything out, not a cluster where all is gone.
+	if len(checks) == 0 {
+		zerolog.Ctx(ctx).Warn().Msg("Empty Consul health snapshot (token without node:read/service:read?); not resolving anything from it")
+		return nil
 	}
 	for _, r := range p.e.cfg.Rules {
 		sr, severity, ok := snapshotRule(r)
