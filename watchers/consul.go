@@ -1,0 +1,420 @@
+package watchers
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+)
+
+// Consul's maintenance checks (agent/agent.go): a node in maintenance has a
+// critical check _node_maintenance, a service instance in maintenance a
+// critical check _service_maintenance:<service ID> carrying that ServiceID.
+const (
+	consulNodeMaint    = "_node_maintenance"
+	consulServiceMaint = "_service_maintenance:"
+)
+
+const (
+	consulDefaultAddress = "http://127.0.0.1:8500"
+	// Consul caps a blocking query at 10 min and adds up to wait/16 of
+	// jitter; asking for more would only make the request deadline lie.
+	consulMaxWait = 10 * time.Minute
+	// consulSlack is how long past Consul's own deadline a request may take
+	// before the connection is deemed dead (a half-open TCP connection never
+	// answers); it is the whole budget of a non-blocking read.
+	consulSlack = 30 * time.Second
+	// consulBodyQuote bounds how much of an error body goes into logs.
+	consulBodyQuote = 512
+)
+
+// ConsulConfig configures the Consul health watcher.
+type ConsulConfig struct {
+	Address    string // http(s)://host:port; default http://127.0.0.1:8500
+	Datacenter string // ?dc=; "" is the agent's own
+	Token      string // ACL token sent as X-Consul-Token; never logged
+
+	Wait        time.Duration // blocking wait, default 5m, at most 10m
+	MinInterval time.Duration // least time between two requests (token bucket: burst 2, refill one per MinInterval), default 2s
+	Backoff     Backoff       // on errors, default {1s, 1m}
+	// HTTPClient defaults to a client without a timeout; the watcher bounds
+	// every request itself. A client's own Timeout must exceed Wait*17/16.
+	HTTPClient *http.Client
+}
+
+// Consul watches the health of every check in a Consul datacenter with
+// blocking queries on /v1/health/state/any, and delivers each changed state
+// as a snapshot batch.
+type Consul struct {
+	cfg      ConsulConfig
+	endpoint string // .../v1/health/state/any
+}
+
+// NewConsul returns a watcher; zero fields of cfg take their defaults.
+func NewConsul(cfg ConsulConfig) *Consul {
+	if cfg.Address == "" {
+		cfg.Address = consulDefaultAddress
+	}
+	if !strings.Contains(cfg.Address, "://") {
+		cfg.Address = "http://" + cfg.Address // as the consul CLI takes CONSUL_HTTP_ADDR
+	}
+	cfg.Address = strings.TrimRight(cfg.Address, "/")
+	if cfg.Wait <= 0 {
+		cfg.Wait = 5 * time.Minute
+	}
+	cfg.Wait = min(cfg.Wait, consulMaxWait)
+	if cfg.MinInterval <= 0 {
+		cfg.MinInterval = 2 * time.Second
+	}
+	if cfg.Backoff.Min <= 0 || cfg.Backoff.Max <= 0 {
+		cfg.Backoff = Backoff{Min: time.Second, Max: time.Minute}
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{}
+	}
+	return &Consul{cfg: cfg, endpoint: cfg.Address + "/v1/health/state/" + api.HealthAny}
+}
+
+// Name implements Watcher.
+func (c *Consul) Name() string { return "consul" }
+
+// Watch implements Watcher. It follows Consul's rules for blocking queries:
+// start at index 0 (a plain read), then block on the last index; reset to 0
+// when the index goes backwards; never block on 0; and space requests with
+// a token bucket, since a busy cluster answers blocking queries at once.
+// Errors are retried here with backoff, so that an outage is logged once;
+// only a failing sink ends the run.
+func (c *Consul) Watch(ctx context.Context, sink Sink) error {
+	log := zerolog.Ctx(ctx)
+	bucket := consulBucket{interval: c.cfg.MinInterval, burst: 2, tokens: 2, last: time.Now()}
+	var (
+		index uint64 // 0: read the current state without blocking
+		// deliver forces the next snapshot out even if unchanged: the first
+		// of a run (the pipeline reconciles a restart against it) and the
+		// first after a reset (its cursor must follow the lower index).
+		deliver = true
+		last    []consulKey // the previous snapshot delivered
+		outage  consulOutage
+		warned  bool // the ACL visibility warning, once per run
+	)
+	for {
+		if err := bucket.take(ctx); err != nil {
+			return nil
+		}
+		res, err := c.fetch(ctx, index)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			wait := outage.failed(log, c.cfg.Address, c.cfg.Backoff, err)
+			if consulSleep(ctx, wait) != nil {
+				return nil
+			}
+			continue
+		}
+		outage.recovered(log, c.cfg.Address)
+		if !warned {
+			warned = c.warnVisibility(log, res)
+		}
+
+		next := max(res.index, 1) // never block on 0: it would return at once
+		if index > 0 && next < index {
+			log.Info().Uint64("from", index).Uint64("to", res.index).Msg("Consul index went backwards (snapshot restore or server change); reading the full health state again")
+			index, deliver = 0, true
+			continue
+		}
+		index = next
+
+		events := consulEvents(res.checks, res.index)
+		keys := consulKeys(events)
+		if !deliver && slices.Equal(keys, last) {
+			continue
+		}
+		b := Batch{Snapshot: true, Cursor: Cursor{Name: c.Name(), Index: res.index}, Events: events}
+		if err := sink.Consume(ctx, b); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("consul: deliver snapshot at index %d: %w", res.index, err)
+		}
+		log.Debug().Uint64("index", res.index).Int("checks", len(events)).Msg("Consul health snapshot delivered")
+		last, deliver = keys, false
+	}
+}
+
+// warnVisibility says once when the token cannot see every check: the
+// pipeline reads a snapshot's silence as "healthy", so hidden checks would
+// never raise anything. It reports whether it warned.
+func (c *Consul) warnVisibility(log *zerolog.Logger, res consulResponse) bool {
+	switch {
+	case res.filtered:
+		log.Warn().Str("address", c.cfg.Address).Msg("Consul filtered the health checks by ACL: the token cannot read every node and service, and Vigie will not see the checks it cannot read")
+	case c.cfg.Token == "" && res.aclPolicy == "deny":
+		log.Warn().Str("address", c.cfg.Address).Msg("Consul's default ACL policy is deny and no token is configured: Vigie only sees the checks the anonymous token may read")
+	default:
+		return false
+	}
+	return true
+}
+
+// consulResponse is one answer of the health endpoint.
+type consulResponse struct {
+	index     uint64
+	checks    []api.HealthCheck
+	filtered  bool   // X-Consul-Results-Filtered-By-ACLs
+	aclPolicy string // X-Consul-Default-Acl-Policy
+}
+
+// consulFailure kinds, each logged once per outage.
+type consulFailureKind int
+
+const (
+	consulUnreachable consulFailureKind = iota // network, timeout, 5xx, 429: wait it out
+	consulRefused                              // 403: the token needs fixing
+	consulRejected                             // other 4xx: the request needs fixing
+	consulMalformed                            // 200 that is not a health list
+)
+
+type consulFailure struct {
+	kind consulFailureKind
+	msg  string
+}
+
+func (f *consulFailure) Error() string { return f.msg }
+
+// fetch performs one request. Plain net/http rather than the api client:
+// the latter ignores a missing or unparsable X-Consul-Index (leaving 0, a
+// busy loop), reads CONSUL_HTTP_* variables behind the config's back, and
+// hides the status code and body that the 403 message needs.
+func (c *Consul) fetch(ctx context.Context, index uint64) (consulResponse, error) {
+	q := url.Values{}
+	budget := consulSlack
+	if index > 0 {
+		q.Set("index", strconv.FormatUint(index, 10))
+		q.Set("wait", c.cfg.Wait.String()) // Consul parses it with time.ParseDuration
+		budget += c.cfg.Wait + c.cfg.Wait/16
+	}
+	if c.cfg.Datacenter != "" {
+		q.Set("dc", c.cfg.Datacenter)
+	}
+	u := c.endpoint
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return consulResponse{}, &consulFailure{consulRejected, fmt.Sprintf("Consul address %q is not usable: %v", c.cfg.Address, err)}
+	}
+	if c.cfg.Token != "" {
+		req.Header.Set("X-Consul-Token", c.cfg.Token) // a header, not ?token=, so that it stays out of URLs in errors
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is noise; the address is in the message
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s did not answer within %s", c.cfg.Address, budget)}
+		}
+		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s is unreachable: %v", c.cfg.Address, err)}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s broke off its answer: %v", c.cfg.Address, err)}
+	}
+
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK:
+	case code == http.StatusForbidden:
+		who := "refused the token"
+		if c.cfg.Token == "" {
+			who = "refused the request (no token configured)"
+		}
+		return consulResponse{}, &consulFailure{consulRefused, fmt.Sprintf("Consul at %s %s (403): %s", c.cfg.Address, who, consulQuote(body))}
+	case code == http.StatusTooManyRequests || code >= 500:
+		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s answered %s: %s", c.cfg.Address, resp.Status, consulQuote(body))}
+	default:
+		return consulResponse{}, &consulFailure{consulRejected, fmt.Sprintf("Consul at %s rejected the health query (%s): %s", c.cfg.Address, resp.Status, consulQuote(body))}
+	}
+
+	raw := resp.Header.Get("X-Consul-Index")
+	n, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil {
+		return consulResponse{}, &consulFailure{consulMalformed, fmt.Sprintf("Consul at %s sent an invalid health response: X-Consul-Index %q is not an index (is the address a Consul agent?)", c.cfg.Address, raw)}
+	}
+	res := consulResponse{
+		index:     n,
+		filtered:  resp.Header.Get("X-Consul-Results-Filtered-By-ACLs") == "true",
+		aclPolicy: resp.Header.Get("X-Consul-Default-Acl-Policy"),
+	}
+	if err := json.Unmarshal(body, &res.checks); err != nil {
+		return consulResponse{}, &consulFailure{consulMalformed, fmt.Sprintf("Consul at %s sent an invalid health response at index %d (%d bytes): %v", c.cfg.Address, n, len(body), err)}
+	}
+	return res, nil
+}
+
+// consulQuote is an error body fit for a log line.
+func consulQuote(body []byte) string {
+	s := strings.TrimSpace(string(body))
+	if len(s) > consulBodyQuote {
+		s = strings.ToValidUTF8(s[:consulBodyQuote], "") + "…"
+	}
+	if s == "" {
+		return "(empty body)"
+	}
+	return s
+}
+
+// consulOutage tracks one stretch of failures, so that it is logged when it
+// starts, when its cause changes (say 500s, then 403 after a restart), and
+// when it ends, rather than on every retry.
+type consulOutage struct {
+	failures int
+	since    time.Time
+	said     map[consulFailureKind]bool
+}
+
+// failed records a failure and returns how long to wait before retrying.
+func (o *consulOutage) failed(log *zerolog.Logger, address string, backoff Backoff, err error) time.Duration {
+	kind := consulUnreachable
+	var f *consulFailure
+	if errors.As(err, &f) {
+		kind = f.kind
+	}
+	o.failures++
+	if o.failures == 1 {
+		o.since = time.Now()
+		o.said = map[consulFailureKind]bool{}
+	}
+	wait := backoff.delay(o.failures)
+	if o.said[kind] {
+		log.Debug().Err(err).Int("failures", o.failures).Dur("retry_in", wait).Msg("Consul health watch still failing")
+		return wait
+	}
+	o.said[kind] = true
+	ev := log.Warn()
+	if kind != consulUnreachable {
+		ev = log.Error() // a person must act: token, address or proxy
+	}
+	ev.Err(err).Str("address", address).Dur("retry_in", wait).Msg("Consul health watch failing; retrying with backoff")
+	return wait
+}
+
+// recovered ends an outage, if one is under way.
+func (o *consulOutage) recovered(log *zerolog.Logger, address string) {
+	if o.failures == 0 {
+		return
+	}
+	log.Info().Str("address", address).Dur("down_for", time.Since(o.since)).Int("failures", o.failures).Msg("Consul health watch recovered")
+	o.failures = 0
+}
+
+// consulBucket is a token bucket: up to burst requests at once, then one per
+// interval. It spaces the blocking loop when every query returns at once (a
+// churning cluster) without delaying the quiet case, as a fixed sleep would.
+type consulBucket struct {
+	interval time.Duration
+	burst    float64
+	tokens   float64 // may go negative: a debt paid by waiting
+	last     time.Time
+}
+
+func (b *consulBucket) take(ctx context.Context) error {
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+float64(now.Sub(b.last))/float64(b.interval))
+	b.last = now
+	b.tokens--
+	if b.tokens >= 0 {
+		return nil
+	}
+	return consulSleep(ctx, time.Duration(-b.tokens*float64(b.interval)))
+}
+
+// consulSleep waits d or until ctx is done, whose error it then returns.
+func consulSleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// consulEvents turns one answer into one event per check, marking the
+// checks that node or service maintenance covers.
+func consulEvents(checks []api.HealthCheck, index uint64) []Event {
+	type instance struct{ node, namespace, serviceID string }
+	nodes := map[string]bool{}
+	services := map[instance]bool{}
+	for _, hc := range checks {
+		switch {
+		case hc.CheckID == consulNodeMaint:
+			nodes[hc.Node] = true
+		case strings.HasPrefix(hc.CheckID, consulServiceMaint):
+			services[instance{hc.Node, hc.Namespace, hc.ServiceID}] = true
+		}
+	}
+	events := make([]Event, 0, len(checks))
+	for _, hc := range checks {
+		maint := nodes[hc.Node] ||
+			(hc.ServiceID != "" && services[instance{hc.Node, hc.Namespace, hc.ServiceID}]) ||
+			hc.Status == api.HealthMaint
+		events = append(events, Event{
+			Source:    "consul",
+			Topic:     "Check",
+			Type:      hc.Status,
+			Index:     index,
+			Namespace: hc.Namespace,
+			Check: &Check{
+				Node:        hc.Node,
+				CheckID:     hc.CheckID,
+				Name:        hc.Name,
+				Status:      hc.Status,
+				Output:      hc.Output,
+				ServiceID:   hc.ServiceID,
+				ServiceName: hc.ServiceName,
+				ServiceTags: hc.ServiceTags,
+				Maintenance: maint,
+			},
+		})
+	}
+	return events
+}
+
+// consulKey is what makes two snapshots different. Names, tags and Consul's
+// modify indexes are left out: they change nothing the pipeline acts on.
+type consulKey struct {
+	Namespace, Node, CheckID, Status, Output, ServiceID, ServiceName string
+	Maintenance                                                      bool
+}
+
+// consulKeys returns the snapshot's keys in a canonical order (a check is
+// unique by namespace, node and check ID in Consul).
+func consulKeys(events []Event) []consulKey {
+	keys := make([]consulKey, len(events))
+	for i, e := range events {
+		c := e.Check
+		keys[i] = consulKey{e.Namespace, c.Node, c.CheckID, c.Status, c.Output, c.ServiceID, c.ServiceName, c.Maintenance}
+	}
+	slices.SortFunc(keys, func(a, b consulKey) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Node, b.Node), cmp.Compare(a.CheckID, b.CheckID))
+	})
+	return keys
+}

@@ -1,0 +1,548 @@
+package watchers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// NomadConfig configures the Nomad event stream watcher. Zero fields take
+// the defaults documented on them.
+type NomadConfig struct {
+	Address string // default http://127.0.0.1:4646
+	Region  string
+	Token   string
+	// Namespaces watched; "*" is all. Nomad takes one namespace per stream,
+	// so one namespace is asked for as such, and several as "*" and
+	// filtered here; "*" needs read-job in every namespace. Empty: the
+	// server's default namespace.
+	Namespaces []string
+	// Topics, e.g. "Allocation", sent as topic=Allocation:*; "Topic:Key"
+	// is sent as is. Default Allocation, Deployment, Evaluation, Job, Node.
+	Topics []string
+	// StreamTimeout: a stream silent this long (no frame, no heartbeat) is
+	// dead and replaced. Default 45s: Nomad sends a heartbeat every 30s on a
+	// fixed ticker, so a 30s timeout would race every heartbeat.
+	StreamTimeout time.Duration
+	// Backoff between reconnections; default {1s, 1m}.
+	Backoff Backoff
+	// HTTPClient must have no overall timeout, as the stream never ends.
+	// Default: dial, TLS and response-header timeouts only.
+	HTTPClient *http.Client
+	// LogTailBytes of stderr fetched for a failed task; default 2048.
+	LogTailBytes int
+}
+
+// CursorStore reads a watcher's persisted cursor; *store.Store implements it.
+type CursorStore interface {
+	Cursor(ctx context.Context, name string) (index uint64, skip int, ok bool, err error)
+}
+
+const (
+	nomadName = "nomad"
+	// nomadMaxLine bounds a frame: a Node payload is several KB, a large
+	// plan result 100s of KB.
+	nomadMaxLine     = 16 << 20
+	nomadCallTimeout = 15 * time.Second
+	// nomadMaxSkipKinds bounds the kinds of skipped items logged at warn
+	// level, since kinds come from the server (topic and type names).
+	nomadMaxSkipKinds = 64
+)
+
+// nomadDefaultTopics are the topics read with read-job and node:read.
+var nomadDefaultTopics = []string{"Allocation", "Deployment", "Evaluation", "Job", "Node"}
+
+// nomadTables are the list endpoints whose X-Nomad-Index is the last write
+// to the table behind each topic.
+var nomadTables = map[string]string{
+	"Job":        "/v1/jobs",
+	"Allocation": "/v1/allocations",
+	"Evaluation": "/v1/evaluations",
+	"Deployment": "/v1/deployments",
+	"Node":       "/v1/nodes",
+}
+
+var (
+	errNomadSilent   = errors.New("stream silent")
+	errNomadLongLine = errors.New("frame longer than the line limit")
+)
+
+// Nomad watches Nomad's event stream (GET /v1/event/stream).
+type Nomad struct {
+	cfg     NomadConfig
+	addr    string
+	cursors CursorStore
+	client  *http.Client
+	maxLine int
+
+	topics   []string        // topic query values, "Topic:Key"
+	ns       string          // namespace query value; "" leaves the server's default
+	nsFilter map[string]bool // namespaces kept when ns is "*" for several of them; nil keeps all
+
+	mu      sync.Mutex
+	skipped map[string]bool // kinds of skipped items already logged at warn level
+}
+
+// NewNomad returns a watcher of the Nomad at cfg.Address, resuming from the
+// cursor named "nomad" in cursors.
+func NewNomad(cfg NomadConfig, cursors CursorStore) *Nomad {
+	if cfg.Address == "" {
+		cfg.Address = "http://127.0.0.1:4646"
+	}
+	if cfg.StreamTimeout <= 0 {
+		cfg.StreamTimeout = 45 * time.Second
+	}
+	if cfg.Backoff.Min <= 0 {
+		cfg.Backoff.Min = time.Second
+	}
+	if cfg.Backoff.Max < cfg.Backoff.Min {
+		cfg.Backoff.Max = max(time.Minute, cfg.Backoff.Min)
+	}
+	if cfg.LogTailBytes <= 0 {
+		cfg.LogTailBytes = 2048
+	}
+	n := &Nomad{
+		cfg:     cfg,
+		addr:    strings.TrimRight(cfg.Address, "/"),
+		cursors: cursors,
+		client:  cfg.HTTPClient,
+		maxLine: nomadMaxLine,
+		skipped: map[string]bool{},
+	}
+	if n.client == nil {
+		n.client = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+			// Above the 30s heartbeat: Nomad 1.x sends a stream's headers
+			// with its first line.
+			ResponseHeaderTimeout: time.Minute,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   4,
+			ForceAttemptHTTP2:     true,
+		}}
+	}
+	topics := cfg.Topics
+	if len(topics) == 0 {
+		topics = nomadDefaultTopics
+	}
+	for _, t := range topics {
+		if !strings.Contains(t, ":") {
+			t += ":*"
+		}
+		n.topics = append(n.topics, t)
+	}
+	switch {
+	case len(cfg.Namespaces) == 0:
+	case slices.Contains(cfg.Namespaces, "*"):
+		n.ns = "*"
+	case len(cfg.Namespaces) == 1:
+		n.ns = cfg.Namespaces[0]
+	default:
+		n.ns = "*"
+		n.nsFilter = map[string]bool{}
+		for _, ns := range cfg.Namespaces {
+			n.nsFilter[ns] = true
+		}
+	}
+	return n
+}
+
+// Name implements Watcher.
+func (n *Nomad) Name() string { return nomadName }
+
+// nomadFatal marks an error that reconnecting cannot fix (a refused token,
+// a bad request, a failing sink): Watch returns it to the supervisor.
+type nomadFatal struct{ err error }
+
+func (e *nomadFatal) Error() string { return e.err.Error() }
+func (e *nomadFatal) Unwrap() error { return e.err }
+
+// nomadRun is the state of one Watch call.
+type nomadRun struct {
+	n        *Nomad
+	sink     Sink
+	pos      Cursor // the last position handed to the sink
+	started  bool   // pos is known (read from the store or set on first start)
+	checked  bool   // the token was validated
+	tails    *tailCache
+	failures int       // consecutive failed connections
+	down     time.Time // start of the current outage
+}
+
+// Watch implements Watcher. It reconnects by itself, with backoff, after
+// network errors, 5xx, EOF and silent streams, so that each outage is
+// logged once (warn) with its recovery (info, with its duration). It
+// returns, for the supervisor to restart it, only what reconnecting cannot
+// fix: a refused token or request, an unreadable cursor, a failing sink.
+func (n *Nomad) Watch(ctx context.Context, sink Sink) error {
+	index, skip, ok, err := n.cursors.Cursor(ctx, nomadName)
+	if err != nil {
+		return fmt.Errorf("nomad: read cursor: %w", err)
+	}
+	r := &nomadRun{
+		n: n, sink: sink, started: ok, tails: newTailCache(),
+		pos: Cursor{Name: nomadName, Index: index, Offset: skip},
+	}
+	log := zerolog.Ctx(ctx)
+	for {
+		err := r.attempt(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if _, ok := errors.AsType[*nomadFatal](err); ok {
+			return err
+		}
+		r.failures++
+		wait := n.cfg.Backoff.delay(r.failures)
+		if r.failures == 1 {
+			r.down = time.Now()
+			log.Warn().Err(err).Str("address", n.addr).Dur("retry_in", wait).Msg("Nomad event stream unavailable; reconnecting")
+		} else {
+			log.Debug().Err(err).Str("address", n.addr).Int("failures", r.failures).Dur("retry_in", wait).Msg("Nomad event stream still unavailable")
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// recovered ends the current outage, if any.
+func (r *nomadRun) recovered(ctx context.Context) {
+	if r.failures == 0 {
+		return
+	}
+	zerolog.Ctx(ctx).Info().Str("address", r.n.addr).Dur("outage", time.Since(r.down)).Msg("Nomad event stream recovered")
+	r.failures = 0
+}
+
+// attempt validates the token and finds the start position if not done
+// yet, then follows one stream until it breaks.
+func (r *nomadRun) attempt(ctx context.Context) error {
+	if !r.checked {
+		if err := r.n.checkToken(ctx); err != nil {
+			return err
+		}
+		r.checked = true
+	}
+	if !r.started {
+		// First start: begin after the cluster's current index, so that
+		// the server's replay buffer (up to 100 old raft batches) is not
+		// taken for news. The position goes to the sink at once, in an
+		// empty batch, so that a restart before the first event resumes
+		// here instead of skipping what happened meanwhile.
+		index, err := r.n.currentIndex(ctx)
+		if err != nil {
+			return err
+		}
+		pos := Cursor{Name: nomadName, Index: index + 1}
+		if err := r.sink.Consume(ctx, Batch{Cursor: pos}); err != nil {
+			return &nomadFatal{fmt.Errorf("nomad: sink: %w", err)}
+		}
+		r.pos, r.started = pos, true
+	}
+	return r.stream(ctx)
+}
+
+// checkToken fails early and clearly on a token Nomad refuses, since the
+// stream itself may only show that as an empty response (Nomad 2.x).
+func (n *Nomad) checkToken(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, nomadCallTimeout)
+	defer cancel()
+	resp, err := n.get(ctx, "/v1/acl/token/self", nil)
+	if err != nil {
+		return err
+	}
+	defer closeBody(resp)
+	switch body := readSnippet(resp); {
+	case resp.StatusCode == http.StatusForbidden:
+		return &nomadFatal{fmt.Errorf("Nomad at %s rejected the token (403): %s", n.addr, body)}
+	case resp.StatusCode >= 500:
+		return n.statusError("token check", resp.StatusCode, body)
+	case resp.StatusCode != http.StatusOK && !strings.Contains(body, "ACL support disabled"):
+		// Not a verdict on the token (a proxy, an old server): the stream
+		// will tell.
+		zerolog.Ctx(ctx).Debug().Int("status", resp.StatusCode).Str("body", body).Str("address", n.addr).Msg("Could not check the Nomad token")
+	}
+	return nil
+}
+
+// currentIndex is the cluster's latest index as far as the watched topics
+// go: the highest X-Nomad-Index of the list endpoints of their tables.
+// /v1/jobs alone is not enough: allocation and evaluation updates do not
+// touch the jobs table, which can lag the cluster by days, and starting
+// there would replay the whole buffer. /v1/status/leader has no index.
+// per_page=1 keeps each answer small; servers without pagination ignore it.
+func (n *Nomad) currentIndex(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, nomadCallTimeout)
+	defer cancel()
+	paths := []string{"/v1/jobs"}
+	for _, t := range n.topics {
+		topic, _, _ := strings.Cut(t, ":")
+		for _, tt := range nomadTopics {
+			if p := nomadTables[tt]; (topic == tt || topic == "*") && !slices.Contains(paths, p) {
+				paths = append(paths, p)
+			}
+		}
+	}
+	var index uint64
+	for _, p := range paths {
+		q := url.Values{"per_page": {"1"}}
+		if n.ns != "" && p != "/v1/nodes" {
+			q.Set("namespace", n.ns)
+		}
+		resp, err := n.get(ctx, p, q)
+		if err != nil {
+			return 0, err
+		}
+		body := readSnippet(resp)
+		closeBody(resp)
+		if resp.StatusCode == http.StatusForbidden {
+			return 0, &nomadFatal{fmt.Errorf("Nomad at %s refused GET %s (403: %s): the token needs read-job in namespace %q (node:read for nodes)", n.addr, p, body, n.nsLabel())}
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, n.statusError("GET "+p, resp.StatusCode, body)
+		}
+		i, err := strconv.ParseUint(resp.Header.Get("X-Nomad-Index"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("nomad: GET %s at %s: bad X-Nomad-Index %q", p, n.addr, resp.Header.Get("X-Nomad-Index"))
+		}
+		index = max(index, i)
+	}
+	return index, nil
+}
+
+// stream follows one event stream from r.pos until it breaks.
+func (r *nomadRun) stream(ctx context.Context) error {
+	n := r.n
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// The watchdog runs only while waiting for the server: handling a
+	// frame (sink, log fetches) does not count as silence.
+	watchdog := time.AfterFunc(n.cfg.StreamTimeout, func() { cancel(errNomadSilent) })
+	defer watchdog.Stop()
+
+	q := url.Values{"index": {strconv.FormatUint(r.pos.Index, 10)}, "topic": n.topics}
+	if n.ns != "" {
+		q.Set("namespace", n.ns)
+	}
+	resp, err := n.get(sctx, "/v1/event/stream", q)
+	if err != nil {
+		return n.streamError(sctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body := readSnippet(resp)
+		if resp.StatusCode == http.StatusForbidden {
+			return &nomadFatal{fmt.Errorf("Nomad at %s refused the event stream (403: %s): the token lacks read-job in namespace %q or node:read for the topics %s",
+				n.addr, body, n.nsLabel(), strings.Join(n.topics, ", "))}
+		}
+		return n.statusError("event stream", resp.StatusCode, body)
+	}
+
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	skip := r.pos.Offset // events at r.pos.Index the server replays but the sink has
+	lines := 0
+	for {
+		watchdog.Reset(n.cfg.StreamTimeout)
+		line, err := readLine(br, n.maxLine)
+		watchdog.Stop()
+		if err != nil {
+			if err == io.EOF && lines == 0 {
+				return fmt.Errorf("nomad: event stream at %s closed before sending anything (Nomad 2.x does so for a token it refuses)", n.addr)
+			}
+			return n.streamError(sctx, err)
+		}
+		lines++
+		if lines == 1 {
+			r.recovered(ctx)
+		}
+		if err := r.handleLine(ctx, line, &skip); err != nil {
+			return err
+		}
+	}
+}
+
+// handleLine decodes and delivers one line of the stream. Frames at or
+// before the position are dropped: skip counts the events at r.pos.Index
+// still to drop, as the server replays from the first frame at that index.
+func (r *nomadRun) handleLine(ctx context.Context, line []byte, skip *int) error {
+	n := r.n
+	f, heartbeat, err := decodeNomadLine(line)
+	if err != nil {
+		n.skip(ctx, "undecodable line", err, 0, "line", string(line[:min(len(line), 120)]))
+		return nil
+	}
+	if heartbeat {
+		return nil
+	}
+	events := f.Events
+	var next Cursor
+	switch {
+	case f.Index < r.pos.Index:
+		return nil
+	case f.Index == r.pos.Index:
+		if *skip >= len(events) {
+			*skip -= len(events)
+			return nil
+		}
+		events = events[*skip:]
+		*skip = 0
+		next = Cursor{Name: nomadName, Index: f.Index, Offset: r.pos.Offset + len(events)}
+	default:
+		*skip = 0
+		next = Cursor{Name: nomadName, Index: f.Index, Offset: len(events)}
+	}
+
+	var out []Event
+	for _, raw := range events {
+		ev, err := translateNomad(raw, f.Index)
+		if err != nil {
+			if se, ok := errors.AsType[*nomadSkip](err); ok {
+				n.skip(ctx, se.kind, err, f.Index, "", "")
+			}
+			continue
+		}
+		if n.nsFilter != nil && ev.Namespace != "" && !n.nsFilter[ev.Namespace] {
+			continue
+		}
+		out = append(out, ev)
+	}
+	r.addStderrTails(ctx, out)
+	if err := r.sink.Consume(ctx, Batch{Cursor: next, Events: out}); err != nil {
+		return &nomadFatal{fmt.Errorf("nomad: sink: %w", err)}
+	}
+	r.pos = next
+	return nil
+}
+
+// skip logs an item of the stream that was skipped: at warn level the
+// first time for its kind, at debug level afterwards, so that a server
+// sending many of them does not flood the log.
+func (n *Nomad) skip(ctx context.Context, kind string, err error, index uint64, key, value string) {
+	n.mu.Lock()
+	first := !n.skipped[kind] && len(n.skipped) < nomadMaxSkipKinds
+	if first {
+		n.skipped[kind] = true
+	}
+	n.mu.Unlock()
+	log := zerolog.Ctx(ctx)
+	e := log.Debug()
+	if first {
+		e = log.Warn()
+	}
+	if key != "" {
+		e = e.Str(key, value)
+	}
+	e.Err(err).Str("kind", kind).Uint64("index", index).Str("address", n.addr).
+		Msg("Skipping what Vigie cannot read in the Nomad event stream (warned once per kind)")
+}
+
+// readLine reads a line of at most limit bytes. A longer line, or a last one
+// cut by EOF, is an error: the stream is then replaced and the server
+// replays from the cursor.
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var buf []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(buf)+len(chunk) > limit {
+			return nil, errNomadLongLine
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			buf = append(buf, chunk...)
+		case err != nil:
+			return nil, err
+		case buf == nil:
+			return chunk, nil
+		default:
+			return append(buf, chunk...), nil
+		}
+	}
+}
+
+// streamError explains why a stream broke.
+func (n *Nomad) streamError(sctx context.Context, err error) error {
+	switch {
+	case errors.Is(context.Cause(sctx), errNomadSilent):
+		return fmt.Errorf("nomad: event stream at %s sent nothing for %s, not even a heartbeat", n.addr, n.cfg.StreamTimeout)
+	case errors.Is(err, errNomadLongLine):
+		return fmt.Errorf("nomad: event stream at %s sent a frame over %d bytes", n.addr, n.maxLine)
+	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("nomad: event stream at %s ended", n.addr)
+	}
+	return fmt.Errorf("nomad: event stream at %s: %w", n.addr, err)
+}
+
+// statusError wraps an unexpected HTTP status; client errors other than
+// timeouts and rate limits are fatal, as retrying the same request cannot
+// help.
+func (n *Nomad) statusError(what string, code int, body string) error {
+	err := fmt.Errorf("nomad: %s at %s: %d %s: %s", what, n.addr, code, http.StatusText(code), body)
+	if code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests {
+		return &nomadFatal{err}
+	}
+	return err
+}
+
+// nsLabel names the namespace(s) asked for, for error messages.
+func (n *Nomad) nsLabel() string {
+	switch {
+	case n.ns == "":
+		return "default"
+	case n.nsFilter != nil:
+		return "* (" + strings.Join(n.cfg.Namespaces, ", ") + ")"
+	}
+	return n.ns
+}
+
+// get sends a GET with the token and region.
+func (n *Nomad) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
+	if q == nil {
+		q = url.Values{}
+	}
+	if n.cfg.Region != "" {
+		q.Set("region", n.cfg.Region)
+	}
+	u := n.addr + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, &nomadFatal{fmt.Errorf("nomad: %w", err)}
+	}
+	if n.cfg.Token != "" {
+		req.Header.Set("X-Nomad-Token", n.cfg.Token)
+	}
+	return n.client.Do(req)
+}
+
+// readSnippet returns the start of a response body, for error messages.
+func readSnippet(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	return string(bytes.TrimSpace(b))
+}
+
+// closeBody drains a little of a body so the connection can be reused.
+func closeBody(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}

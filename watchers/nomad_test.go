@@ -1,0 +1,533 @@
+package watchers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vigie/vigie/internal/fakenomad"
+)
+
+type fixedCursor struct {
+	index uint64
+	skip  int
+	ok    bool
+}
+
+func (c fixedCursor) Cursor(context.Context, string) (uint64, int, bool, error) {
+	return c.index, c.skip, c.ok, nil
+}
+
+// batchSink records batches and hands them to the test as they come.
+type batchSink struct {
+	ch  chan Batch
+	err error // returned by Consume when set
+}
+
+func newBatchSink() *batchSink { return &batchSink{ch: make(chan Batch, 1000)} }
+
+func (s *batchSink) Consume(_ context.Context, b Batch) error {
+	if s.err != nil {
+		return s.err
+	}
+	s.ch <- b
+	return nil
+}
+
+// next returns the next batch, failing the test after a few seconds.
+func (s *batchSink) next(t *testing.T) Batch {
+	t.Helper()
+	select {
+	case b := <-s.ch:
+		return b
+	case <-time.After(3 * time.Second):
+		t.Fatal("no batch")
+		return Batch{}
+	}
+}
+
+// none asserts that no batch comes for a while.
+func (s *batchSink) none(t *testing.T, wait time.Duration) {
+	t.Helper()
+	select {
+	case b := <-s.ch:
+		t.Fatalf("unexpected batch %+v", b.Cursor)
+	case <-time.After(wait):
+	}
+}
+
+// logBuffer collects the JSON log lines of a run.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// lines returns the log lines at level that contain all of subs.
+func (l *logBuffer) lines(level string, subs ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.buf.String()) {
+		if !strings.Contains(line, `"level":"`+level+`"`) {
+			continue
+		}
+		if !slices.ContainsFunc(subs, func(s string) bool { return !strings.Contains(line, s) }) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// testNomad returns a watcher of fake with test-sized timings.
+func testNomad(fake *fakenomad.Server, cfg NomadConfig, c CursorStore) *Nomad {
+	cfg.Address = fake.URL
+	if cfg.StreamTimeout == 0 {
+		cfg.StreamTimeout = 2 * time.Second
+	}
+	cfg.Backoff = Backoff{Min: 5 * time.Millisecond, Max: 40 * time.Millisecond}
+	return NewNomad(cfg, c)
+}
+
+// run starts Watch and returns its result channel; Watch is stopped and
+// awaited when the test ends.
+func run(t *testing.T, n *Nomad, sink Sink) (<-chan error, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(zerolog.New(logs).Level(zerolog.DebugLevel).WithContext(t.Context()))
+	done := make(chan error, 1)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		done <- n.Watch(ctx, sink)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			t.Error("Watch did not stop on cancel")
+		}
+	})
+	return done, logs
+}
+
+// streamRequests returns the query of each event stream request so far.
+func streamRequests(fake *fakenomad.Server) []url.Values {
+	var out []url.Values
+	for _, r := range fake.Requests() {
+		if path, query, _ := strings.Cut(r, "?"); path == "/v1/event/stream" {
+			q, _ := url.ParseQuery(query)
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// captured is an event of the capture, as the frames list it.
+type captured struct {
+	Index            uint64
+	Topic, Type, Key string
+}
+
+// captureEvents returns the events of the capture and the cursor after each
+// frame, computed from the raw frames.
+func captureEvents(t *testing.T) (events []captured, cursors []Cursor) {
+	t.Helper()
+	var pos Cursor
+	for _, line := range fakenomad.CaptureFrames() {
+		var f struct {
+			Index  uint64
+			Events []captured
+		}
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Index == pos.Index {
+			pos.Offset += len(f.Events)
+		} else {
+			pos = Cursor{Name: "nomad", Index: f.Index, Offset: len(f.Events)}
+		}
+		cursors = append(cursors, pos)
+		events = append(events, f.Events...)
+	}
+	return events, cursors
+}
+
+// frameAt returns the first captured frame at index.
+func frameAt(t *testing.T, index uint64) string {
+	t.Helper()
+	for _, line := range fakenomad.CaptureFrames() {
+		var f struct{ Index uint64 }
+		if json.Unmarshal([]byte(line), &f) == nil && f.Index == index {
+			return line
+		}
+	}
+	t.Fatalf("no frame at %d", index)
+	return ""
+}
+
+// key is the ID an event is about.
+func key(e Event) string {
+	switch {
+	case e.Alloc != nil:
+		return e.Alloc.ID
+	case e.Deployment != nil:
+		return e.Deployment.ID
+	case e.Eval != nil:
+		return e.Eval.ID
+	case e.Job != nil:
+		return e.Job.ID
+	case e.Node != nil:
+		return e.Node.ID
+	}
+	return ""
+}
+
+// collect reads batches until the cursor reaches last.
+func collect(t *testing.T, sink *batchSink, last Cursor) []Batch {
+	t.Helper()
+	var out []Batch
+	for {
+		b := sink.next(t)
+		out = append(out, b)
+		if b.Cursor == last {
+			return out
+		}
+	}
+}
+
+func TestNomadReplaysTheCaptureInOrder(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{})
+	sink := newBatchSink()
+	run(t, testNomad(fake, NomadConfig{}, fixedCursor{index: 8, ok: true}), sink)
+
+	want, cursors := captureEvents(t)
+	batches := collect(t, sink, cursors[len(cursors)-1])
+	if len(batches) != len(cursors) {
+		t.Fatalf("%d batches for %d frames", len(batches), len(cursors))
+	}
+	var got []captured
+	for i, b := range batches {
+		if b.Cursor != cursors[i] {
+			t.Errorf("batch %d: cursor %+v, want %+v", i, b.Cursor, cursors[i])
+		}
+		for _, e := range b.Events {
+			if e.Source != "nomad" || e.Index != b.Cursor.Index {
+				t.Errorf("event %+v in batch %+v", e, b.Cursor)
+			}
+			got = append(got, captured{e.Index, e.Topic, e.Type, key(e)})
+		}
+	}
+	if len(want) != 112 || !slices.Equal(got, want) {
+		t.Fatalf("got %d events, want %d:\n%v\n%v", len(got), len(want), got, want)
+	}
+	// Frames sharing an index: the offset counts the events consumed at it.
+	for _, c := range [][2]Cursor{
+		{{"nomad", 11, 1}, {"nomad", 11, 2}},
+		{{"nomad", 36, 1}, {"nomad", 36, 3}},
+		{{"nomad", 39, 1}, {"nomad", 39, 2}},
+	} {
+		i := slices.Index(cursors, c[0])
+		if i < 0 || cursors[i+1] != c[1] {
+			t.Errorf("cursors around %+v: %+v", c[0], cursors[max(i, 0):max(i+2, 0)])
+		}
+	}
+	if q := streamRequests(fake)[0]; q.Get("index") != "8" || !slices.Equal(q["topic"], []string{"Allocation:*", "Deployment:*", "Evaluation:*", "Job:*", "Node:*"}) || q.Has("namespace") {
+		t.Errorf("stream query %v", q)
+	}
+}
+
+func TestNomadFirstStartSkipsTheBuffer(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{})
+	sink := newBatchSink()
+	run(t, testNomad(fake, NomadConfig{Namespaces: []string{"*"}}, fixedCursor{}), sink)
+
+	// The evaluations table is the newest (65); jobs alone says 61.
+	first := sink.next(t)
+	if first.Cursor != (Cursor{"nomad", 66, 0}) || first.Events != nil {
+		t.Fatalf("first batch %+v", first)
+	}
+	waitFor(t, "stream", func() bool { return len(streamRequests(fake)) == 1 })
+	if q := streamRequests(fake)[0]; q.Get("index") != "66" || q.Get("namespace") != "*" {
+		t.Fatalf("stream query %v", q)
+	}
+	for _, want := range []string{"/v1/jobs?namespace=%2A&per_page=1", "/v1/allocations?namespace=%2A&per_page=1", "/v1/nodes?per_page=1"} {
+		if !slices.Contains(fake.Requests(), want) {
+			t.Errorf("no request %s in %q", want, fake.Requests())
+		}
+	}
+	// The server replays its newest frame (65): it must not reach the sink.
+	sink.none(t, 100*time.Millisecond)
+
+	fake.Append(fakenomad.Reindex(frameAt(t, 23), 66)) // the crasher failing
+	b := sink.next(t)
+	if b.Cursor != (Cursor{"nomad", 66, 4}) || len(b.Events) != 4 || b.Events[1].Alloc.ClientStatus != "failed" {
+		t.Fatalf("live batch %+v", b)
+	}
+}
+
+func TestNomadResumesInsideASharedIndex(t *testing.T) {
+	all, cursors := captureEvents(t)
+	for _, c := range []struct {
+		from  Cursor
+		first Cursor
+		key   string
+	}{
+		{Cursor{"nomad", 11, 1}, Cursor{"nomad", 11, 2}, "f4670472-"},
+		{Cursor{"nomad", 36, 2}, Cursor{"nomad", 36, 3}, "crasher"}, // inside the second frame at 36
+		{Cursor{"nomad", 36, 3}, Cursor{"nomad", 37, 2}, "98494df7-"},
+	} {
+		t.Run(fmt.Sprint(c.from), func(t *testing.T) {
+			fake := fakenomad.New(t, fakenomad.Config{})
+			sink := newBatchSink()
+			run(t, testNomad(fake, NomadConfig{}, fixedCursor{c.from.Index, c.from.Offset, true}), sink)
+			batches := collect(t, sink, cursors[len(cursors)-1])
+			if batches[0].Cursor != c.first || !strings.HasPrefix(key(batches[0].Events[0]), c.key) {
+				t.Fatalf("first batch %+v %s", batches[0].Cursor, key(batches[0].Events[0]))
+			}
+			// Exactly the events after the cursor: none repeated, none lost.
+			var got []captured
+			for _, b := range batches {
+				for _, e := range b.Events {
+					got = append(got, captured{e.Index, e.Topic, e.Type, key(e)})
+				}
+			}
+			consumed := 0
+			for _, e := range all {
+				if e.Index < c.from.Index {
+					consumed++
+				}
+			}
+			consumed += c.from.Offset
+			if !slices.Equal(got, all[consumed:]) {
+				t.Fatalf("got %d events, want %d", len(got), len(all)-consumed)
+			}
+		})
+	}
+}
+
+func TestNomadHeartbeatsKeepAStreamAndSilenceReplacesIt(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 20 * time.Millisecond})
+	sink := newBatchSink()
+	_, logs := run(t, testNomad(fake, NomadConfig{StreamTimeout: 150 * time.Millisecond}, fixedCursor{65, 0, true}), sink)
+
+	if b := sink.next(t); b.Cursor != (Cursor{"nomad", 65, 1}) {
+		t.Fatalf("first batch %+v", b.Cursor)
+	}
+	sink.none(t, 500*time.Millisecond) // 3 stream timeouts of heartbeats only
+	if n := len(streamRequests(fake)); n != 1 {
+		t.Fatalf("%d stream requests while heartbeats flowed", n)
+	}
+
+	fake.Silence()
+	waitFor(t, "a new stream", func() bool { return len(streamRequests(fake)) == 2 })
+	if q := streamRequests(fake)[1]; q.Get("index") != "65" {
+		t.Fatalf("reconnected with %v", q)
+	}
+	// The replayed frame 65 is not delivered again; a new one is, once.
+	fake.Append(fakenomad.Reindex(frameAt(t, 43), 66))
+	if b := sink.next(t); b.Cursor != (Cursor{"nomad", 66, 1}) || b.Events[0].Node == nil {
+		t.Fatalf("after reconnect %+v", b)
+	}
+	sink.none(t, 50*time.Millisecond)
+	waitFor(t, "recovery log", func() bool { return len(logs.lines("info", "recovered")) == 1 })
+	if w := logs.lines("warn", "unavailable", "sent nothing for 150ms", fake.URL); len(w) != 1 {
+		t.Fatalf("outage warnings %q\n%s", w, logs)
+	}
+}
+
+func TestNomadSkipsWhatItCannotRead(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: time.Hour})
+	sink := newBatchSink()
+	// Service is not translated; asking for it lets the fake send it.
+	topics := append(slices.Clone(nomadDefaultTopics), "Service")
+	done, logs := run(t, testNomad(fake, NomadConfig{Topics: topics}, fixedCursor{65, 0, true}), sink)
+	sink.next(t) // frame 65: the stream is open
+
+	fake.Garbage("<html>502 Bad Gateway</html>")
+	fake.Garbage(`{"Events":[{"Topic":"Allocation","Index":66,"Payload":{"Allocation":{"ID":`) // truncated
+	fake.Garbage("<html>502 Bad Gateway</html>")
+	ev := func(topic, typ, payload string) string {
+		return fmt.Sprintf(`{"Topic":%q,"Type":%q,"Key":"k","Namespace":"default","FilterKeys":null,"Index":0,"Payload":%s}`, topic, typ, payload)
+	}
+	fake.Append(
+		`{"Events":[`+ev("Service", "ServiceRegistration", `{"Service":{"ID":"s"}}`)+`],"Index":66}`,
+		`{"Events":[`+ev("Job", "JobFrobnicated", `{"Job":{"ID":"j"}}`)+`],"Index":67}`,
+		`{"Events":[`+ev("Allocation", "AllocationUpdated", `{"Allocation":{"ClientStatus":"failed"}}`)+","+
+			ev("Allocation", "AllocationUpdated", `{}`)+","+
+			ev("Evaluation", "EvaluationUpdated", `{"Evaluation":{"ID":5}}`)+","+
+			`{"Topic":7}`+"]"+`,"Index":68}`,
+		fakenomad.Reindex(frameAt(t, 43), 69),
+	)
+	for _, want := range []Cursor{{"nomad", 66, 1}, {"nomad", 67, 1}, {"nomad", 68, 4}} {
+		if b := sink.next(t); b.Cursor != want || len(b.Events) != 0 {
+			t.Fatalf("got %+v with %d events, want %+v and none", b.Cursor, len(b.Events), want)
+		}
+	}
+	if b := sink.next(t); b.Cursor != (Cursor{"nomad", 69, 1}) || b.Events[0].Node.LastEvent != "Node drain strategy set" {
+		t.Fatalf("valid frame after the bad ones: %+v", b)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Watch returned %v", err)
+	default:
+	}
+	for _, kind := range []string{"undecodable line", "topic Service", "type JobFrobnicated", "payload Allocation", "payload Evaluation", "malformed event"} {
+		if w := logs.lines("warn", `"kind":"`+kind+`"`); len(w) != 1 {
+			t.Errorf("kind %s: %d warnings\n%s", kind, len(w), logs)
+		}
+	}
+	if d := logs.lines("debug", `"kind":"undecodable line"`); len(d) != 2 {
+		t.Errorf("repeated garbage: %d debug lines", len(d))
+	}
+	if n := len(streamRequests(fake)); n != 1 {
+		t.Errorf("garbage made %d streams", n)
+	}
+}
+
+func TestNomadReplacesAStreamWithAnOverlongLine(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: time.Hour})
+	sink := newBatchSink()
+	n := testNomad(fake, NomadConfig{}, fixedCursor{65, 0, true})
+	n.maxLine = 64 << 10 // above the capture's 15 KB Node frames
+	_, logs := run(t, n, sink)
+	sink.next(t)
+	fake.Garbage(`{"Events":[` + strings.Repeat(" ", 100<<10) + `],"Index":66}`)
+	waitFor(t, "a new stream", func() bool { return len(streamRequests(fake)) == 2 })
+	fake.Append(fakenomad.Reindex(frameAt(t, 43), 66))
+	if b := sink.next(t); b.Cursor != (Cursor{"nomad", 66, 1}) {
+		t.Fatalf("after reconnect %+v", b.Cursor)
+	}
+	if w := logs.lines("warn", "frame over 65536 bytes"); len(w) != 1 {
+		t.Fatalf("no warning\n%s", logs)
+	}
+}
+
+func TestNomadLogsEachOutageOnce(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: time.Hour})
+	fake.FailNext(3, 500)
+	sink := newBatchSink()
+	_, logs := run(t, testNomad(fake, NomadConfig{}, fixedCursor{64, 0, true}), sink)
+
+	if b := sink.next(t); b.Cursor.Index != 64 {
+		t.Fatalf("first batch %+v", b.Cursor)
+	}
+	sink.next(t)
+	if w := logs.lines("warn", "unavailable", fake.URL, "No cluster leader"); len(w) != 1 {
+		t.Fatalf("outage warnings: %q\n%s", w, logs)
+	}
+	if d := logs.lines("debug", "still unavailable"); len(d) != 2 {
+		t.Fatalf("%d debug lines for the retries\n%s", len(d), logs)
+	}
+	if i := logs.lines("info", "recovered", `"outage":`, fake.URL); len(i) != 1 {
+		t.Fatalf("recovery lines: %q", i)
+	}
+	if len(logs.lines("warn")) != 1 {
+		t.Fatalf("other warnings\n%s", logs)
+	}
+
+	// A stream the server ends is a second outage, resumed from the cursor.
+	fake.Disconnect()
+	waitFor(t, "second recovery", func() bool { return len(logs.lines("info", "recovered")) == 2 })
+	if w := logs.lines("warn", "unavailable", "ended"); len(w) != 1 {
+		t.Fatalf("EOF warnings: %q", w)
+	}
+	if q := streamRequests(fake); len(q) != 2 || q[1].Get("index") != "65" {
+		t.Fatalf("streams %v", q)
+	}
+	sink.none(t, 50*time.Millisecond)
+}
+
+func TestNomadRefusedTokenIsAClearError(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{Token: "s3cr3t"})
+	for token, why := range map[string]string{"wrong": "ACL token not found", "": "Permission denied"} {
+		done, _ := run(t, testNomad(fake, NomadConfig{Token: token}, fixedCursor{}), newBatchSink())
+		select {
+		case err := <-done:
+			want := "Nomad at " + fake.URL + " rejected the token (403): " + why
+			if err == nil || err.Error() != want {
+				t.Errorf("got %v, want %s", err, want)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Watch kept going with a refused token")
+		}
+	}
+}
+
+func TestNomadRefusedStreamIsAClearError(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{Token: "s3cr3t", DenyTopics: []string{"Node"}})
+	done, _ := run(t, testNomad(fake, NomadConfig{Token: "s3cr3t", Namespaces: []string{"ops"}}, fixedCursor{65, 1, true}), newBatchSink())
+	select {
+	case err := <-done:
+		for _, want := range []string{"Nomad at " + fake.URL + " refused the event stream (403: Permission denied)", `read-job in namespace "ops"`, "node:read", "Node:*"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("error %v lacks %q", err, want)
+			}
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Watch kept going with a refused stream")
+	}
+}
+
+func TestNomadReturnsTheSinkError(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{})
+	sink := newBatchSink()
+	sink.err = errors.New("database is locked")
+	done, _ := run(t, testNomad(fake, NomadConfig{}, fixedCursor{60, 0, true}), sink)
+	select {
+	case err := <-done:
+		if !errors.Is(err, sink.err) {
+			t.Fatalf("got %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Watch kept going after the sink failed")
+	}
+}
+
+func TestNomadFiltersSeveralNamespaces(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: time.Hour})
+	sink := newBatchSink()
+	run(t, testNomad(fake, NomadConfig{Namespaces: []string{"default", "ops"}}, fixedCursor{65, 1, true}), sink)
+	job := func(id, ns string) string {
+		return fmt.Sprintf(`{"Topic":"Job","Type":"JobRegistered","Key":%q,"Namespace":%q,"Index":66,"Payload":{"Job":{"ID":%q}}}`, id, ns, id)
+	}
+	fake.Append(`{"Events":[` + job("a", "default") + "," + job("b", "dev") + "," + job("c", "ops") + `],"Index":66}`)
+	b := sink.next(t)
+	if b.Cursor != (Cursor{"nomad", 66, 3}) || len(b.Events) != 2 || key(b.Events[0]) != "a" || key(b.Events[1]) != "c" {
+		t.Fatalf("batch %+v", b)
+	}
+	if q := streamRequests(fake)[0]; q.Get("namespace") != "*" {
+		t.Fatalf("query %v", q)
+	}
+}

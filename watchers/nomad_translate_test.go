@@ -1,0 +1,335 @@
+package watchers
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/vigie/vigie/internal/fakenomad"
+)
+
+// replayCapture runs the watcher over the whole capture and returns the
+// events it delivered.
+func replayCapture(t *testing.T) ([]Event, *fakenomad.Server) {
+	t.Helper()
+	fake := fakenomad.New(t, fakenomad.Config{})
+	sink := newBatchSink()
+	run(t, testNomad(fake, NomadConfig{}, fixedCursor{8, 0, true}), sink)
+	_, cursors := captureEvents(t)
+	var out []Event
+	for _, b := range collect(t, sink, cursors[len(cursors)-1]) {
+		out = append(out, b.Events...)
+	}
+	return out, fake
+}
+
+func pick(events []Event, index uint64, topic string) []Event {
+	var out []Event
+	for _, e := range events {
+		if e.Index == index && e.Topic == topic {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func TestNomadTranslatesTheCrasher(t *testing.T) {
+	events, fake := replayCapture(t)
+	stderr, _ := fakenomad.CaptureLog(fakenomad.CrasherAllocID, "boom", "stderr")
+
+	ev := pick(events, 23, "Allocation")[0]
+	a := ev.Alloc
+	if ev.Type != "AllocationUpdated" || ev.Namespace != "default" || !ev.Time.Equal(time.Unix(0, 1795705837850910907)) {
+		t.Errorf("event %s %s %v", ev.Type, ev.Namespace, ev.Time)
+	}
+	if a.ID != fakenomad.CrasherAllocID || a.Name != "crasher.crasher[0]" || a.Job != "crasher" || a.Group != "crasher" ||
+		a.NodeID != "bea8c815-b2e2-c04f-b931-9d75f701a90e" || a.NodeName != "vm" ||
+		a.ClientStatus != "failed" || a.ClientDescription != "Failed tasks" || a.DesiredStatus != "run" ||
+		a.DeploymentID != "f7ef71d7-6890-5abe-efb2-3048d133deaa" || a.Healthy == nil || *a.Healthy || a.Canary || a.Rescheduled {
+		t.Errorf("alloc %+v", a)
+	}
+	if len(a.Tasks) != 1 {
+		t.Fatalf("tasks %+v", a.Tasks)
+	}
+	task := a.Tasks[0]
+	if task.Name != "boom" || task.State != "dead" || !task.Failed || task.Restarts != 1 || task.StderrTail != stderr {
+		t.Errorf("task %+v", task)
+	}
+	var types []string
+	for _, e := range task.Events {
+		types = append(types, e.Type)
+	}
+	if !slices.Equal(types, []string{"Received", "Task Setup", "Started", "Terminated", "Restarting", "Started", "Terminated", "Not Restarting"}) {
+		t.Errorf("task events %q", types)
+	}
+	last, crash := task.Events[7], task.Events[6]
+	if last.Message != `Exceeded allowed attempts 1 in interval 1m0s and mode is "fail"` || !last.Time.Equal(time.Unix(0, 1795705837764408585)) {
+		t.Errorf("last event %+v", last)
+	}
+	if crash.ExitCode != 1 || crash.Signal != 0 || crash.OOMKilled || crash.Message != "Exit Code: 1" {
+		t.Errorf("terminated event %+v", crash)
+	}
+
+	// The first crash (22, restarting) has its tail too; kills (exit 130)
+	// and clean exits do not; each crash is fetched once.
+	if first := pick(events, 22, "Allocation")[0].Alloc.Tasks[0]; first.Failed || first.StderrTail != stderr {
+		t.Errorf("first crash %+v", first)
+	}
+	for _, e := range events {
+		if e.Alloc != nil && e.Alloc.ID != fakenomad.CrasherAllocID && e.Alloc.Tasks != nil && e.Alloc.Tasks[0].StderrTail != "" {
+			t.Errorf("tail for %s at %d", e.Alloc.ID, e.Index)
+		}
+	}
+	var fetches []string
+	for _, r := range fake.Requests() {
+		if strings.HasPrefix(r, "/v1/client/fs/logs/") {
+			fetches = append(fetches, r)
+		}
+	}
+	want := "/v1/client/fs/logs/" + fakenomad.CrasherAllocID + "?namespace=default&offset=2049&origin=end&plain=true&task=boom&type=stderr"
+	if len(fetches) != 2 || fetches[0] != want || fetches[1] != want {
+		t.Errorf("log fetches %q", fetches)
+	}
+}
+
+func TestNomadTranslatesDeploymentsNodesEvalsAndJobs(t *testing.T) {
+	events, _ := replayCapture(t)
+
+	d := pick(events, 24, "Deployment")[0]
+	if d.Type != "DeploymentStatusUpdate" || d.Deployment.ID != "f7ef71d7-6890-5abe-efb2-3048d133deaa" || d.Deployment.Job != "crasher" ||
+		d.Deployment.Status != "failed" || d.Deployment.StatusDescription != "Failed due to unhealthy allocations" ||
+		!slices.Equal(d.Deployment.Groups, []DeploymentGroup{{Name: "crasher", Desired: 1, Placed: 1, Unhealthy: 1}}) {
+		t.Errorf("deployment %s %+v", d.Type, d.Deployment)
+	}
+
+	for _, c := range []struct {
+		index       uint64
+		eligibility string
+		draining    bool
+		last        string
+		dated       bool
+	}{
+		{43, "ineligible", true, "Node drain strategy set", true},
+		{49, "ineligible", false, "Node drain complete", true},
+		{51, "eligible", false, "Node drain complete", false}, // drain off adds no node event
+		{56, "ineligible", false, "Node marked as ineligible for scheduling", true},
+		{58, "eligible", false, "Node marked as eligible for scheduling", true},
+	} {
+		e := pick(events, c.index, "Node")[0]
+		n := e.Node
+		if e.Type != "NodeDrain" || n.ID != "bea8c815-b2e2-c04f-b931-9d75f701a90e" || n.Name != "vm" || n.Status != "ready" ||
+			n.Eligibility != c.eligibility || n.Draining != c.draining || n.LastEvent != c.last || e.Time.IsZero() == c.dated {
+			t.Errorf("node at %d: %s %+v %v", c.index, e.Type, n, e.Time)
+		}
+	}
+
+	blocked := pick(events, 45, "Evaluation")[0].Eval
+	if blocked.ID != "4fa9b21d-a669-104d-0615-32a927fbfd21" || blocked.Status != "blocked" || blocked.Job != "web" ||
+		blocked.TriggeredBy != "queued-allocs" || blocked.StatusDescription != "created to place remaining allocations" ||
+		len(blocked.Failures) != 1 || blocked.Failures[0].Group != "web" || blocked.Failures[0].NodesInPool != 0 {
+		t.Errorf("blocked eval %+v", blocked)
+	}
+	if drain := pick(events, 47, "Evaluation")[0].Eval; drain.BlockedEval != blocked.ID || drain.Status != "complete" || drain.Failures[0].Group != "web" {
+		t.Errorf("drain eval %+v", drain)
+	}
+
+	stop := pick(events, 36, "Job")
+	if len(stop) != 2 || stop[0].Type != "JobDeregistered" || !stop[0].Time.Equal(time.Unix(0, 1795705863432727336)) ||
+		*stop[0].Job != (Job{ID: "crasher", Type: "service", Status: "dead", Stop: true, Version: 1}) {
+		t.Errorf("job stop %+v", stop)
+	}
+	if child := pick(events, 39, "Job")[0].Job; child.ID != "backup/dispatch-1795705868-d94dd8a4" || child.ParentID != "backup" || child.Type != "batch" {
+		t.Errorf("dispatched job %+v", child)
+	}
+	if e := pick(events, 37, "Job")[0]; !e.Time.IsZero() {
+		t.Errorf("job status change dated %v", e.Time)
+	}
+}
+
+func TestTranslateNomadPurgedJob(t *testing.T) {
+	for _, raw := range []string{
+		`{"Topic":"Job","Type":"JobDeregistered","Key":"gone","Namespace":"default","Index":70,"Payload":{"Job":null}}`,
+		`{"Topic":"Job","Type":"JobBatchDeregistered","Key":"gone","Namespace":"default","Index":70,"Payload":{}}`,
+		`{"Topic":"Job","Type":"JobDeregistered","Key":"gone","Namespace":"default","Index":70,"Payload":{"Deleted":true,"Job":{"ID":"gone","Stop":true}}}`,
+	} {
+		ev, err := translateNomad(json.RawMessage(raw), 70)
+		if err != nil || ev.Job == nil || ev.Job.ID != "gone" || !ev.Job.Purged {
+			t.Errorf("%s: %+v %v", raw, ev.Job, err)
+		}
+	}
+	if _, err := translateNomad(json.RawMessage(`{"Topic":"Job","Type":"JobRegistered","Key":"x","Payload":{"Job":null}}`), 70); err == nil {
+		t.Error("a registration without a job was translated")
+	}
+}
+
+// The wire types mirror github.com/hashicorp/nomad/api: check them against
+// its own decoders on every captured event (times excepted: the api decodes
+// payloads through float64 and loses nanoseconds).
+func TestTranslateNomadAgreesWithTheNomadAPI(t *testing.T) {
+	for _, line := range fakenomad.CaptureFrames() {
+		var theirs api.Events
+		var ours nomadFrame
+		if err := json.Unmarshal([]byte(line), &theirs); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(line), &ours); err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range theirs.Events {
+			got, err := translateNomad(ours.Events[i], ours.Index)
+			if err != nil {
+				t.Fatalf("index %d: %v", ours.Index, err)
+			}
+			if got.Topic != string(want.Topic) || got.Type != want.Type || key(got) != want.Key {
+				t.Errorf("index %d: %s %s %s", ours.Index, got.Topic, got.Type, key(got))
+			}
+			switch want.Topic {
+			case api.TopicAllocation:
+				a, _ := want.Allocation()
+				g := got.Alloc
+				if g.ClientStatus != a.ClientStatus || g.DesiredStatus != a.DesiredStatus || g.Group != a.TaskGroup ||
+					g.NodeName != a.NodeName || len(g.Tasks) != len(a.TaskStates) ||
+					(a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil) != (g.Healthy != nil) {
+					t.Errorf("alloc at %d: %+v", ours.Index, g)
+				}
+				for _, task := range g.Tasks {
+					ts := a.TaskStates[task.Name]
+					if task.State != ts.State || task.Failed != ts.Failed || task.Restarts != int(ts.Restarts) || len(task.Events) != len(ts.Events) {
+						t.Errorf("task %s at %d: %+v", task.Name, ours.Index, task)
+					}
+					for j, e := range ts.Events {
+						if task.Events[j].ExitCode != e.ExitCode || task.Events[j].Message != e.DisplayMessage || task.Events[j].Type != e.Type {
+							t.Errorf("task event %d of %s at %d: %+v", j, task.Name, ours.Index, task.Events[j])
+						}
+					}
+				}
+			case api.TopicDeployment:
+				d, _ := want.Deployment()
+				if got.Deployment.Status != d.Status || got.Deployment.JobVersion != d.JobVersion || len(got.Deployment.Groups) != len(d.TaskGroups) {
+					t.Errorf("deployment at %d: %+v", ours.Index, got.Deployment)
+				}
+			case api.TopicEvaluation:
+				e, _ := want.Evaluation()
+				if got.Eval.Status != e.Status || got.Eval.BlockedEval != e.BlockedEval || len(got.Eval.Failures) != len(e.FailedTGAllocs) {
+					t.Errorf("eval at %d: %+v", ours.Index, got.Eval)
+				}
+			case api.TopicJob:
+				j, err := want.Job()
+				if err != nil {
+					// The api's decoder fails on dispatched jobs: their
+					// Payload is base64 text, its field a []byte.
+					if !strings.Contains(err.Error(), "Job.Payload") || got.Job.ParentID != "backup" {
+						t.Errorf("job at %d: %v", ours.Index, err)
+					}
+					continue
+				}
+				if got.Job.Stop != *j.Stop || got.Job.Status != *j.Status || got.Job.Version != *j.Version || got.Job.ParentID != *j.ParentID {
+					t.Errorf("job at %d: %+v", ours.Index, got.Job)
+				}
+			case api.TopicNode:
+				n, _ := want.Node()
+				if got.Node.Eligibility != n.SchedulingEligibility || got.Node.Draining != (n.DrainStrategy != nil) || got.Node.LastEvent != n.Events[len(n.Events)-1].Message {
+					t.Errorf("node at %d: %+v", ours.Index, got.Node)
+				}
+			}
+		}
+	}
+}
+
+func TestTaskFailure(t *testing.T) {
+	at := func(s int64) time.Time { return time.Unix(s, 0) }
+	for _, c := range []struct {
+		name string
+		task Task
+		want int64
+	}{
+		{"running", Task{Events: []TaskEvent{{Type: "Started", Time: at(1)}}}, 0},
+		{"crashed, restarting", Task{Events: []TaskEvent{{Type: "Started"}, {Type: "Terminated", ExitCode: 2, Time: at(2)}, {Type: "Restarting", Time: at(3)}}}, at(2).UnixNano()},
+		{"crashed, running again", Task{Events: []TaskEvent{{Type: "Terminated", ExitCode: 2}, {Type: "Restarting"}, {Type: "Started"}}}, 0},
+		{"OOM", Task{Events: []TaskEvent{{Type: "Started"}, {Type: "Terminated", OOMKilled: true, ExitCode: 137, Time: at(4)}}}, at(4).UnixNano()},
+		{"stopped", Task{Events: []TaskEvent{{Type: "Started"}, {Type: "Killing"}, {Type: "Terminated", ExitCode: 130, Signal: 2}, {Type: "Killed"}}}, 0},
+		{"clean exit", Task{Events: []TaskEvent{{Type: "Started"}, {Type: "Terminated"}}}, 0},
+		{"failed", Task{Failed: true, Events: []TaskEvent{{Type: "Driver Failure", Time: at(5)}}}, at(5).UnixNano()},
+		{"failed, no events", Task{Failed: true}, 1},
+	} {
+		if got := taskFailure(c.task); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func TestCleanTail(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		limit int
+		want  string
+	}{
+		{"short\nlog\n", 100, "short\nlog\n"},
+		{"first line\nsecond\nthird\n", 10, "third\n"}, // cut inside "second": dropped
+		{"12345\nabcdef\n", 7, "abcdef\n"},             // cut at a line start: kept
+		{"nonewlineatall", 4, "tall"},
+		{"\x1b[31merror:\x1b[0m boom \x1b]8;;http://x\x07link\x1b]8;;\x07\x1b(B\n", 100, "error: boom link\n"},
+		{"bad \xff\xfe utf8\n", 100, "bad \uFFFD utf8\n"},
+	} {
+		if got := cleanTail([]byte(c.in), c.limit); got != c.want {
+			t.Errorf("cleanTail(%q, %d) = %q, want %q", c.in, c.limit, got, c.want)
+		}
+	}
+}
+
+// FuzzNomadFrame feeds lines to the decoder and translator: they must never
+// panic, and whatever they accept must be a well-formed Event. The seeds are
+// real frames of up to 15 KB, so run it with -fuzzminimizetime 2s or it
+// spends most of its time minimizing.
+func FuzzNomadFrame(f *testing.F) {
+	for _, line := range fakenomad.CaptureFrames() {
+		f.Add([]byte(line))
+	}
+	for _, s := range []string{"{}", "", "null", "[]", `{"Index":3}`, `{"Events":[{}],"Index":1}`,
+		`{"Events":[{"Topic":"Job","Type":"JobDeregistered","Key":"k","Payload":{"Job":null}}],"Index":2}`,
+		`{"Events":[{"Topic":"Node","Type":"NodeDrain","Payload":{"Node":{"ID":"n","Events":[null]}}}],"Index":2}`,
+		`{"Events":[{"Topic":"Allocation","Type":"PlanResult","Payload":{"Allocation":{"ID":"a","TaskStates":{"t":null,"u":{"Events":[null,{"Details":{"exit_code":"-9"}}]}}}}}],"Index":2}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		fr, heartbeat, err := decodeNomadLine(line)
+		if err != nil || heartbeat {
+			return
+		}
+		if fr.Index == 0 {
+			t.Fatal("frame without index accepted")
+		}
+		for _, raw := range fr.Events {
+			ev, err := translateNomad(raw, fr.Index)
+			if err != nil {
+				if _, ok := err.(*nomadSkip); !ok {
+					t.Fatalf("error of type %T", err)
+				}
+				continue
+			}
+			set := 0
+			for _, p := range []bool{ev.Alloc != nil, ev.Deployment != nil, ev.Job != nil, ev.Node != nil, ev.Eval != nil, ev.Check != nil} {
+				if p {
+					set++
+				}
+			}
+			if set != 1 || ev.Source != "nomad" || ev.Index != fr.Index || key(ev) == "" {
+				t.Fatalf("bogus event %+v", ev)
+			}
+			if ev.Alloc != nil {
+				for _, task := range ev.Alloc.Tasks {
+					taskFailure(task)
+				}
+			}
+		}
+		if s := cleanTail(line, 64); !utf8.ValidString(s) {
+			t.Fatalf("cleanTail gave invalid UTF-8 %q", s)
+		}
+	})
+}
