@@ -44,10 +44,12 @@ type Config struct {
 	Started         time.Time     // process start; older commands are ignored
 }
 
-// State is the small key-value store the bot persists its session in.
+// State is what the bot persists: its session, and the echoes of the
+// messages it sent.
 type State interface {
 	Value(ctx context.Context, key string) (string, bool, error)
 	SetValue(ctx context.Context, key, value string) error
+	MarkSentByTxn(ctx context.Context, transport, txnID, remoteID string) (bool, error)
 }
 
 // Commands receives command messages.
@@ -73,6 +75,7 @@ type Bot struct {
 	ready     atomic.Bool
 	firstSync sync.Once
 	outage    outage
+	echoes    *echoes
 }
 
 // New creates a bot; Start logs it in. incidents may be nil.
@@ -99,12 +102,18 @@ func (b *Bot) Start(ctx context.Context) error {
 	if err := b.login(ctx); err != nil {
 		return err
 	}
+	startBatch, _, err := b.state.Value(ctx, keyProcessed)
+	if err != nil {
+		return err
+	}
+	b.echoes = newEchoes(startBatch)
 	if b.cfg.Encryption {
 		if err := b.setupCrypto(ctx); err != nil {
 			return err
 		}
 	}
 	syncer.OnSync(b.onSync)
+	syncer.OnEvent(b.onOwnEvent)
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
 	syncer.OnEventType(event.EventReaction, b.onReaction)
@@ -192,11 +201,23 @@ func (b *Bot) onSync(ctx context.Context, _ *mautrix.RespSync, _ string) bool {
 	return true
 }
 
+// syncTimeout is mautrix's long-poll timeout.
+const syncTimeout = 30 * time.Second
+
 // retryingSyncer replaces mautrix's fixed 10 s wait after a failed sync with
-// capped exponential backoff, and logs an outage once and its end once.
+// capped exponential backoff, logs an outage once and its end once, and
+// notes when a response has been fully handled (for Reconcile).
 type retryingSyncer struct {
 	*mautrix.DefaultSyncer
 	bot *Bot
+}
+
+func (s *retryingSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
+	err := s.DefaultSyncer.ProcessResponse(ctx, res, since)
+	if err == nil {
+		s.bot.processed(ctx, res.NextBatch)
+	}
+	return err
 }
 
 func (s *retryingSyncer) OnFailedSync(_ *mautrix.RespSync, err error) (time.Duration, error) {

@@ -91,9 +91,14 @@ func TestClassify(t *testing.T) {
 	if err := classify(httpErr(403, nil, "M_FORBIDDEN", nil)); !errors.As(err, &de) || !de.Permanent {
 		t.Errorf("403 should be permanent: %v", err)
 	}
-	for _, code := range []int{500, 502, 401, 408} {
+	for _, code := range []int{502, 503, 504, 408} {
 		if err := classify(httpErr(code, nil, "M_UNKNOWN", nil)); errors.As(err, &de) {
-			t.Errorf("%d should be transient: %v", code, err)
+			t.Errorf("%d should be transient with an unknown outcome: %v", code, err)
+		}
+	}
+	for _, code := range []int{500, 401} {
+		if err := classify(httpErr(code, nil, "M_UNKNOWN", nil)); !errors.As(err, &de) || de.Permanent || !de.Refused {
+			t.Errorf("%d should be transient and refused: %v", code, err)
 		}
 	}
 	network := mautrix.HTTPError{WrappedError: errors.New("connection refused"), Message: "failed to send request"}

@@ -46,7 +46,8 @@ const defaultRateLimitWait = 5 * time.Second
 
 // classify tells the outbox how to treat a send error: rate limits pause
 // the transport for the server's delay, other 4xx are permanent (not in the
-// room, too large), the rest (network, 5xx, encryption setup) is retried.
+// room, too large), the rest (network, 5xx, encryption setup) is retried;
+// only network errors and proxies' 502-504 leave the outcome unknown.
 func classify(err error) error {
 	var herr mautrix.HTTPError
 	if !errors.As(err, &herr) || herr.Response == nil {
@@ -56,9 +57,14 @@ func classify(err error) error {
 	switch {
 	case code == http.StatusTooManyRequests || errors.Is(err, mautrix.MLimitExceeded):
 		return outbox.RateLimited(err, retryAfter(herr))
-	case code == http.StatusUnauthorized, code == http.StatusRequestTimeout, code >= 500:
-		// A revoked token also stops the sync loop, which ends the process.
+	case code == http.StatusBadGateway, code == http.StatusServiceUnavailable, code == http.StatusGatewayTimeout,
+		code == http.StatusRequestTimeout:
+		// A proxy's answer: the homeserver may have taken the message.
 		return err
+	case code == http.StatusUnauthorized, code >= 500:
+		// The homeserver itself refused; a revoked token also stops the
+		// sync loop, which ends the process.
+		return outbox.Refused(err)
 	case code >= 400:
 		return outbox.Permanent(fmt.Errorf("homeserver refused the message (HTTP %d): %w", code, err))
 	}

@@ -84,28 +84,34 @@ func (o *Outbox) notify(transport string) {
 }
 
 // DeliveryError tells the sender how to treat a failed delivery. Errors of
-// other types are transient: retried with exponential backoff.
+// other types are transient, with an unknown outcome (the message may have
+// arrived): retried with exponential backoff, after reconciliation.
 type DeliveryError struct {
 	Err        error
 	Permanent  bool          // retrying cannot help (forbidden, bad request)
 	RetryAfter time.Duration // rate limited: the transport pauses this long
+	Refused    bool          // the server answered that it did not take the message
 }
 
 func (e *DeliveryError) Error() string { return e.Err.Error() }
 func (e *DeliveryError) Unwrap() error { return e.Err }
 
 // Permanent marks an error as not worth retrying.
-func Permanent(err error) error { return &DeliveryError{Err: err, Permanent: true} }
+func Permanent(err error) error { return &DeliveryError{Err: err, Permanent: true, Refused: true} }
 
 // RateLimited marks an error as a rate limit with the server's delay.
 func RateLimited(err error, after time.Duration) error {
-	return &DeliveryError{Err: err, RetryAfter: after}
+	return &DeliveryError{Err: err, RetryAfter: after, Refused: true}
 }
 
-func classify(err error) (permanent bool, retryAfter time.Duration) {
+// Refused marks a transient error where the server answered that it did
+// not take the message (e.g. HTTP 500): no need to look for it later.
+func Refused(err error) error { return &DeliveryError{Err: err, Refused: true} }
+
+func classify(err error) (permanent bool, retryAfter time.Duration, refused bool) {
 	var de *DeliveryError
 	if errors.As(err, &de) {
-		return de.Permanent, de.RetryAfter
+		return de.Permanent, de.RetryAfter, de.Refused
 	}
-	return false, 0
+	return false, 0, false
 }

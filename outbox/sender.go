@@ -20,7 +20,8 @@ type Ledger interface {
 	Message(ctx context.Context, id int64) (store.OutMessage, error)
 	MarkSent(ctx context.Context, id int64, remoteID string) error
 	MarkFailed(ctx context.Context, id int64, reason string) error
-	RecordAttempt(ctx context.Context, id int64, reason string) error
+	StartAttempt(ctx context.Context, id int64) error
+	RecordFailure(ctx context.Context, id int64, reason string, refused bool) error
 }
 
 // Delivery is a message with its relations resolved to remote event IDs.
@@ -35,6 +36,15 @@ type Deliverer interface {
 	// Deliver sends one message and returns its remote ID. It must send with
 	// d.TxnID so that a resend after a crash is de-duplicated.
 	Deliver(ctx context.Context, d Delivery) (remoteID string, err error)
+}
+
+// Reconciler is a transport that can tell whether a message whose earlier
+// attempt had an unknown outcome (the process died during it, or the
+// request timed out) reached its room after all. Homeservers de-duplicate
+// transaction IDs, but not all of them in every case (Dendrite forgets a
+// transaction whose request was cancelled mid-way).
+type Reconciler interface {
+	Reconcile(ctx context.Context, d Delivery) (remoteID string, delivered bool, err error)
 }
 
 // SenderConfig tunes retries.
@@ -145,13 +155,24 @@ func (s *Sender) deliver(ctx context.Context, m store.OutMessage) error {
 	log := zerolog.Ctx(ctx).With().Int64("outbox_id", m.ID).Str("room", m.Room).Logger()
 	d, err := s.resolve(ctx, m)
 	var remoteID string
-	if err == nil {
+	delivered := false
+	if r, ok := s.to.(Reconciler); ok && err == nil && !m.AttemptedAt.IsZero() {
+		remoteID, delivered, err = r.Reconcile(ctx, d)
+		if delivered {
+			log.Info().Str("remote_id", remoteID).Msg("An interrupted attempt had delivered the message; not sending it again")
+		}
+	}
+	if err == nil && !delivered {
+		if err = s.ledger.StartAttempt(ctx, m.ID); err != nil {
+			return err
+		}
+		m.Attempts++
 		remoteID, err = s.to.Deliver(ctx, d)
 	}
 	if err == nil {
 		delete(s.retryAt, m.ID)
-		if m.Attempts > 0 {
-			log.Info().Int("attempts", m.Attempts+1).Msg("Message delivered after retries")
+		if m.Attempts > 1 {
+			log.Info().Int("attempts", m.Attempts).Msg("Message delivered after retries")
 		}
 		s.metrics.MessagesSent.WithLabelValues(s.transport).Inc()
 		return s.ledger.MarkSent(ctx, m.ID, remoteID)
@@ -159,27 +180,27 @@ func (s *Sender) deliver(ctx context.Context, m store.OutMessage) error {
 	if ctx.Err() != nil {
 		return nil // shutting down: the message stays pending and is resent on start
 	}
-	permanent, retryAfter := classify(err)
+	permanent, retryAfter, refused := classify(err)
 	switch {
 	case permanent:
 		return s.fail(ctx, m, err.Error())
 	case time.Since(m.CreatedAt) > s.cfg.GiveUpAfter && s.cfg.GiveUpAfter > 0:
-		return s.fail(ctx, m, fmt.Sprintf("gave up after %d attempts over %s: %v", m.Attempts+1, s.cfg.GiveUpAfter, err))
+		return s.fail(ctx, m, fmt.Sprintf("gave up after %d attempts over %s: %v", m.Attempts, s.cfg.GiveUpAfter, err))
 	case retryAfter > 0:
 		s.pausedUntil = time.Now().Add(retryAfter)
 		s.metrics.MessagesRetried.WithLabelValues(s.transport, "rate_limited").Inc()
 		log.Warn().Err(err).Dur("retry_after", retryAfter).Msg("Rate limited by the server; pausing delivery")
 	default:
-		delay := s.backoff(m.Attempts)
+		delay := s.backoff(m.Attempts - 1)
 		s.retryAt[m.ID] = time.Now().Add(delay)
 		s.metrics.MessagesRetried.WithLabelValues(s.transport, "transient").Inc()
 		ev := log.Debug()
-		if m.Attempts == 0 {
+		if m.Attempts <= 1 {
 			ev = log.Warn() // once per message; later attempts are noise
 		}
-		ev.Err(err).Int("attempt", m.Attempts+1).Dur("retry_in", delay).Msg("Delivery failed; will retry")
+		ev.Err(err).Int("attempt", m.Attempts).Dur("retry_in", delay).Msg("Delivery failed; will retry")
 	}
-	return s.ledger.RecordAttempt(ctx, m.ID, err.Error())
+	return s.ledger.RecordFailure(ctx, m.ID, err.Error(), refused)
 }
 
 // resolve turns edit and thread references into remote IDs. The referenced

@@ -39,6 +39,12 @@ func (r *recorder) Deliver(_ context.Context, d Delivery) (string, error) {
 	return "$" + d.TxnID, nil
 }
 
+func (r *recorder) tries(text string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.attempts[text]
+}
+
 func (r *recorder) delivered() []Delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -136,8 +142,8 @@ func TestTransientFailureRetriesWithSameTxnAndDoesNotBlockOtherRooms(t *testing.
 	f.waitState(t, b1, store.StateSent)
 
 	m := f.waitState(t, a1, store.StateSent)
-	if m.Attempts != 2 {
-		t.Errorf("attempts recorded %d, want 2", m.Attempts)
+	if m.Attempts != 3 || m.AttemptedAt.IsZero() {
+		t.Errorf("attempts recorded %d (last at %v), want 3", m.Attempts, m.AttemptedAt)
 	}
 	got := f.rec.delivered()
 	if got[0].Plain != "b1" {
@@ -146,8 +152,8 @@ func TestTransientFailureRetriesWithSameTxnAndDoesNotBlockOtherRooms(t *testing.
 	if got[1].Plain != "a1" || got[2].Plain != "a2" {
 		t.Errorf("room !a out of order")
 	}
-	if f.rec.attempts["a1"] != 3 {
-		t.Errorf("a1 attempted %d times", f.rec.attempts["a1"])
+	if f.rec.tries("a1") != 3 {
+		t.Errorf("a1 attempted %d times", f.rec.tries("a1"))
 	}
 	if v := counter(f.metrics, "transient"); v != 2 {
 		t.Errorf("retried metric %v", v)
@@ -187,7 +193,7 @@ func TestPermanentFailureFailsDependentEdits(t *testing.T) {
 	if m := f.waitState(t, edit, store.StateFailed); m.LastError == "" {
 		t.Error("edit of a failed message failed without a reason")
 	}
-	if f.rec.attempts["a1 edited"] != 0 {
+	if f.rec.tries("a1 edited") != 0 {
 		t.Error("edit of a failed message was sent")
 	}
 }
@@ -303,10 +309,86 @@ func TestBacklogInOneRoomDoesNotStarveOthers(t *testing.T) {
 	f.start(t, cfg)
 	f.waitState(t, b, store.StateSent)
 	time.Sleep(300 * time.Millisecond)
-	if n := f.rec.attempts["a0"]; n < 2 || n > 10 {
+	if n := f.rec.tries("a0"); n < 2 || n > 10 {
 		t.Fatalf("head of the blocked room attempted %d times in ~300ms with 50-100ms backoff", n)
 	}
-	if f.rec.attempts["a1"] != 0 {
+	if f.rec.tries("a1") != 0 {
 		t.Fatal("a message was sent ahead of its room's head")
+	}
+}
+
+// reconciling is a transport that remembers what reached the room, like a
+// homeserver whose answer was lost: it can tell afterwards.
+type reconciling struct {
+	*recorder
+	room       map[string]string // txn ID -> remote ID
+	reconciled []string
+}
+
+func (r *reconciling) Reconcile(_ context.Context, d Delivery) (string, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reconciled = append(r.reconciled, d.TxnID)
+	id, ok := r.room[d.TxnID]
+	return id, ok, nil
+}
+
+// An attempt cut short after the message reached the room is not repeated:
+// the transport finds it and the message is marked sent with its ID.
+func TestInterruptedAttemptIsReconciledNotResent(t *testing.T) {
+	f := newFixture(t)
+	reached := f.send(t, "!a", "reached", 0)
+	lost := f.send(t, "!b", "lost", 0)
+	for _, id := range []int64{reached, lost} {
+		if err := f.st.StartAttempt(t.Context(), id); err != nil { // the process died during these
+			t.Fatal(err)
+		}
+	}
+	m, _ := f.st.Message(t.Context(), reached)
+	tr := &reconciling{recorder: f.rec, room: map[string]string{m.TxnID: "$already"}}
+	s := f.box.NewSender("matrix", f.st, tr, fastRetries, f.metrics)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	if got := f.waitState(t, reached, store.StateSent); got.RemoteID != "$already" || got.Attempts != 1 {
+		t.Fatalf("reconciled message: %+v", got)
+	}
+	f.waitState(t, lost, store.StateSent)
+	if f.rec.tries("reached") != 0 || f.rec.tries("lost") != 1 {
+		t.Fatalf("sent again: %d, %d", f.rec.tries("reached"), f.rec.tries("lost"))
+	}
+	fresh := f.send(t, "!a", "fresh", 0)
+	f.waitState(t, fresh, store.StateSent)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.reconciled) != 2 {
+		t.Fatalf("reconciled %d messages; a message never tried needs no reconciliation", len(tr.reconciled))
+	}
+}
+
+// Only an attempt whose outcome is unknown is looked for before a retry: a
+// rate limit or an HTTP 500 is a clear "not taken".
+func TestOnlyUnknownOutcomesAreReconciled(t *testing.T) {
+	f := newFixture(t)
+	f.rec.failures["limited"] = []error{RateLimited(errors.New("M_LIMIT_EXCEEDED"), 10*time.Millisecond)}
+	f.rec.failures["refused"] = []error{Refused(errors.New("HTTP 500"))}
+	f.rec.failures["unknown"] = []error{errors.New("read: connection reset")}
+	tr := &reconciling{recorder: f.rec, room: map[string]string{}}
+	ids := []int64{f.send(t, "!a", "limited", 0), f.send(t, "!b", "refused", 0), f.send(t, "!c", "unknown", 0)}
+	s := f.box.NewSender("matrix", f.st, tr, fastRetries, f.metrics)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for _, id := range ids {
+		f.waitState(t, id, store.StateSent)
+	}
+	unknown, _ := f.st.Message(t.Context(), ids[2])
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.reconciled) != 1 || tr.reconciled[0] != unknown.TxnID {
+		t.Fatalf("reconciled %v, want only the unknown outcome %s", tr.reconciled, unknown.TxnID)
 	}
 }

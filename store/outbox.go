@@ -19,20 +19,21 @@ const (
 
 // OutMessage is one outgoing message as persisted in the outbox.
 type OutMessage struct {
-	ID         int64
-	Transport  string // "matrix", "console"
-	Room       string
-	TxnID      string // assigned by Enqueue; reused on every retry
-	Plain      string
-	HTML       string
-	ReplyTo    string // remote event this message answers, if any
-	EditOf     int64  // earlier outbox message this one edits, 0 if none
-	ThreadRoot int64  // earlier outbox message whose thread this joins, 0 if none
-	State      string
-	RemoteID   string // event ID given by the transport once sent
-	Attempts   int
-	LastError  string
-	CreatedAt  time.Time
+	ID          int64
+	Transport   string // "matrix", "console"
+	Room        string
+	TxnID       string // assigned by Enqueue; reused on every retry
+	Plain       string
+	HTML        string
+	ReplyTo     string // remote event this message answers, if any
+	EditOf      int64  // earlier outbox message this one edits, 0 if none
+	ThreadRoot  int64  // earlier outbox message whose thread this joins, 0 if none
+	State       string
+	RemoteID    string // event ID given by the transport once sent
+	Attempts    int
+	AttemptedAt time.Time // when the last attempt started; zero if never tried
+	LastError   string
+	CreatedAt   time.Time
 }
 
 // ErrNotFound is returned for an outbox ID that does not exist.
@@ -123,8 +124,13 @@ func (s *Store) Message(ctx context.Context, id int64) (OutMessage, error) {
 	return m, err
 }
 
-// MarkSent records the remote event ID of a delivered message.
+// MarkSent records the remote event ID of a delivered message. Its echo
+// may have marked it already, with the same ID: that is fine.
 func (s *Store) MarkSent(ctx context.Context, id int64, remoteID string) error {
+	m, err := s.Message(ctx, id)
+	if err == nil && m.State == StateSent && m.RemoteID == remoteID {
+		return nil
+	}
 	return s.finish(ctx, id, StateSent, remoteID, "")
 }
 
@@ -133,10 +139,32 @@ func (s *Store) MarkFailed(ctx context.Context, id int64, reason string) error {
 	return s.finish(ctx, id, StateFailed, "", reason)
 }
 
-// RecordAttempt counts a failed delivery attempt that will be retried.
-func (s *Store) RecordAttempt(ctx context.Context, id int64, reason string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`, reason, id)
+// StartAttempt records, before a delivery attempt, that it is starting: if
+// the process dies during it, the next sender knows the outcome is unknown.
+func (s *Store) StartAttempt(ctx context.Context, id int64) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, attempted_at = ? WHERE id = ?`, s.nowMS(), id)
 	return err
+}
+
+// RecordFailure notes why the last attempt failed; it will be retried.
+// refused: the server answered that it did not take the message, so the
+// attempt's outcome is known and needs no reconciliation.
+func (s *Store) RecordFailure(ctx context.Context, id int64, reason string, refused bool) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET last_error = ?, attempted_at = CASE WHEN ? THEN 0 ELSE attempted_at END
+		WHERE id = ?`, reason, refused, id)
+	return err
+}
+
+// MarkSentByTxn marks the pending message with this transaction ID as
+// delivered: the transport saw its echo. It reports whether one was.
+func (s *Store) MarkSentByTxn(ctx context.Context, transport, txnID, remoteID string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET state = 'sent', remote_id = ?, last_error = '', done_at = ?
+		WHERE transport = ? AND txn_id = ? AND state = 'pending'`, remoteID, s.nowMS(), transport, txnID)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 func (s *Store) finish(ctx context.Context, id int64, state, remoteID, reason string) error {
@@ -153,16 +181,16 @@ func (s *Store) finish(ctx context.Context, id int64, state, remoteID, reason st
 }
 
 const selectOutbox = `SELECT id, transport, room, txn_id, plain, html, reply_to, COALESCE(edit_of, 0), COALESCE(thread_root, 0),
-	state, remote_id, attempts, last_error, created_at FROM outbox`
+	state, remote_id, attempts, attempted_at, last_error, created_at FROM outbox`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanOutMessage(row scanner) (OutMessage, error) {
 	var m OutMessage
-	var created int64
+	var created, attempted int64
 	err := row.Scan(&m.ID, &m.Transport, &m.Room, &m.TxnID, &m.Plain, &m.HTML, &m.ReplyTo, &m.EditOf, &m.ThreadRoot,
-		&m.State, &m.RemoteID, &m.Attempts, &m.LastError, &created)
-	m.CreatedAt = time.UnixMilli(created)
+		&m.State, &m.RemoteID, &m.Attempts, &attempted, &m.LastError, &created)
+	m.CreatedAt, m.AttemptedAt = time.UnixMilli(created), ms(attempted)
 	return m, err
 }
 

@@ -170,19 +170,43 @@ func TestOutboxLifecycle(t *testing.T) {
 		txns[m.TxnID] = true
 	}
 
-	if err := s.RecordAttempt(ctx, ids[0], "502 bad gateway"); err != nil {
+	if err := s.StartAttempt(ctx, ids[0]); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.RecordFailure(ctx, ids[0], "502 bad gateway", false); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Message(ctx, ids[0]); m.Attempts != 1 || m.AttemptedAt.IsZero() || m.LastError != "502 bad gateway" {
+		t.Fatalf("after a failed attempt of unknown outcome: %+v", m)
+	}
+	if err := s.RecordFailure(ctx, ids[0], "M_LIMIT_EXCEEDED", true); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Message(ctx, ids[0]); m.Attempts != 1 || !m.AttemptedAt.IsZero() {
+		t.Fatalf("after a refused attempt: %+v", m)
 	}
 	if err := s.MarkSent(ctx, ids[0], "$ev1"); err != nil {
 		t.Fatal(err)
 	}
-	// Marking twice means two senders raced: it must be refused, not silently accepted.
+	// Marking again with another event means two senders raced: refused.
 	if err := s.MarkSent(ctx, ids[0], "$ev2"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second MarkSent: %v", err)
+	}
+	// With the same event, the echo got there first: fine.
+	if err := s.MarkSent(ctx, ids[0], "$ev1"); err != nil {
+		t.Fatalf("MarkSent after the echo: %v", err)
+	}
+	m0, _ := s.Message(ctx, ids[0])
+	if ok, err := s.MarkSentByTxn(ctx, "matrix", m0.TxnID, "$other"); ok || err != nil {
+		t.Fatalf("echo of a sent message changed it: %v %v", ok, err)
 	}
 	m, err := s.Message(ctx, ids[0])
 	if err != nil || m.State != StateSent || m.RemoteID != "$ev1" || m.Attempts != 1 || m.LastError != "" {
 		t.Fatalf("after send: %+v %v", m, err)
+	}
+	m2, _ := s.Message(ctx, ids[2])
+	if ok, err := s.MarkSentByTxn(ctx, "matrix", m2.TxnID, "$x"); ok || err != nil {
+		t.Fatalf("echo matched across transports: %v %v", ok, err)
 	}
 	if err := s.MarkFailed(ctx, ids[1], "M_FORBIDDEN"); err != nil {
 		t.Fatal(err)
