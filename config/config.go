@@ -167,7 +167,7 @@ func Default() *Config {
 			Address: "http://127.0.0.1:4646", Watch: true,
 			Topics:        []string{"Allocation", "Deployment", "Evaluation", "Job", "Node"},
 			Namespaces:    []string{"*"},
-			StreamTimeout: Duration{30 * time.Second},
+			StreamTimeout: Duration{60 * time.Second},
 		},
 		Alerts: Alerts{
 			EditInterval: Duration{5 * time.Second}, RoomCap: 10, ThreadCap: 5,

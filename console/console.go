@@ -101,22 +101,26 @@ func (c *Console) strip(text string) string {
 	return text
 }
 
-// Deliver prints a message: edits and thread replies are marked so that a
-// reader can follow an incident's story in a terminal.
+// Deliver prints a message. Messages that later ones may edit or thread
+// under (alerts, not command replies) are tagged [msg-N], so that a reader
+// can follow an incident's story in a terminal.
 func (c *Console) Deliver(_ context.Context, d outbox.Delivery) (string, error) {
+	id := fmt.Sprintf("msg-%d", d.ID)
 	text := d.Plain
 	switch {
 	case d.EditOfRemote != "":
-		text = "✎ " + d.EditOfRemote + " is now: " + text
+		text = "✎ [" + d.EditOfRemote + "] is now: " + text
 	case d.ThreadRootRemote != "":
 		text = indent("↳ ["+d.ThreadRootRemote+"] "+text, "  ")
+	case d.ReplyTo == "":
+		text = "[" + id + "] " + text
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, err := fmt.Fprintln(c.out, text); err != nil {
 		return "", outbox.Permanent(fmt.Errorf("write to standard output: %w", err))
 	}
-	return fmt.Sprintf("#%d", d.ID), nil
+	return id, nil
 }
 
 func indent(s, by string) string {

@@ -56,15 +56,22 @@ func TestDeliverPrintsReadableText(t *testing.T) {
 	ctx := t.Context()
 	msgs := []outbox.Delivery{
 		{OutMessage: store.OutMessage{ID: 1, Plain: "Job web failed\n2 allocations"}},
-		{OutMessage: store.OutMessage{ID: 2, Plain: "alloc 1 exit 1"}, ThreadRootRemote: "#1"},
-		{OutMessage: store.OutMessage{ID: 3, Plain: "Job web resolved"}, EditOfRemote: "#1"},
+		{OutMessage: store.OutMessage{ID: 2, Plain: "alloc 1 exit 1"}, ThreadRootRemote: "msg-1"},
+		{OutMessage: store.OutMessage{ID: 3, Plain: "Job web resolved"}, EditOfRemote: "msg-1"},
+		{OutMessage: store.OutMessage{ID: 4, Plain: "pong", ReplyTo: "console:x:1"}},
 	}
+	var ids []string
 	for _, m := range msgs {
-		if _, err := con.Deliver(ctx, m); err != nil {
+		id, err := con.Deliver(ctx, m)
+		if err != nil {
 			t.Fatal(err)
 		}
+		ids = append(ids, id)
 	}
-	want := "Job web failed\n2 allocations\n  ↳ [#1] alloc 1 exit 1\n✎ #1 is now: Job web resolved\n"
+	want := "[msg-1] Job web failed\n2 allocations\n  ↳ [msg-1] alloc 1 exit 1\n✎ [msg-1] is now: Job web resolved\npong\n"
+	if ids[0] != "msg-1" || ids[3] != "msg-4" {
+		t.Fatalf("remote IDs %v", ids)
+	}
 	if out.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
 	}

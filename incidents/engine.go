@@ -380,7 +380,8 @@ func (p *pass) resolve(ctx context.Context, in *store.Incident, reason string) e
 // notice posts a one-off fact, once: the same notice again within a minute
 // only counts.
 func (p *pass) notice(ctx context.Context, sig Signal, latest store.Incident, found bool) error {
-	if found && latest.State == store.IncidentNotice && latest.Title == sig.Title && p.now.Sub(latest.OpenedAt) < time.Minute {
+	// Processing time, not source time: a replay of old events must dedup too.
+	if found && latest.State == store.IncidentNotice && latest.Title == sig.Title && p.now.Sub(latest.UpdatedAt) < time.Minute {
 		latest.Events++
 		latest.UpdatedAt = p.now
 		return p.tx.SaveIncident(ctx, &latest)

@@ -426,7 +426,9 @@ func TestAcknowledgeAndReminders(t *testing.T) {
 
 func TestNoticesAreDeduplicated(t *testing.T) {
 	f := newFixture(t, nil)
-	f.feed("notice:job/web", "notice:job/web")
+	f.feed("notice:job/web")
+	f.now = f.now.Add(2 * time.Second)
+	f.feed("notice:job/web")
 	roots, _, _ := f.messages("!ops")
 	if len(roots) != 1 || !strings.HasPrefix(roots[0].Plain, "ℹ️ problem job/web") {
 		t.Fatalf("notices: %v", roots)

@@ -5,32 +5,44 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/vigie/vigie/commands"
 	"github.com/vigie/vigie/config"
+	"github.com/vigie/vigie/incidents"
 	"github.com/vigie/vigie/outbox"
 	"github.com/vigie/vigie/store"
 	"github.com/vigie/vigie/telemetry"
+	"github.com/vigie/vigie/watchers"
 )
 
-// app is what both transports share: state, outbox, commands, metrics.
+// app is what both transports share: state, outbox, incidents, commands,
+// watchers, metrics.
 type app struct {
-	cfg     *config.Config
-	log     zerolog.Logger
-	store   *store.Store
-	outbox  *outbox.Outbox
-	router  *commands.Router
-	metrics *telemetry.Metrics
+	cfg      *config.Config
+	log      zerolog.Logger
+	store    *store.Store
+	outbox   *outbox.Outbox
+	engine   *incidents.Engine
+	router   *commands.Router
+	metrics  *telemetry.Metrics
+	watchers []watchers.Watcher
 }
 
 // seenRetention bounds the table of handled command events. Events that
 // old are refused by the transports' start-time check anyway.
 const seenRetention = 7 * 24 * time.Hour
 
-func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*app, error) {
+// newApp wires everything but the transport; routes say where incidents go.
+func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes []incidents.Route) (*app, error) {
+	rules, err := alertRules(cfg)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(ctx, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("state store: %w", err)
@@ -39,12 +51,20 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*app, 
 		st.Close()
 		return nil, fmt.Errorf("state store: %w", err)
 	}
-	reg, err := commands.NewRegistry(commands.Ping{})
-	if err != nil {
-		st.Close()
-		return nil, err
+	a := cfg.Alerts
+	engine := incidents.New(incidents.Config{
+		Rules: rules, Routes: routes,
+		EditInterval: a.EditInterval.Duration, RoomCap: a.RoomCap, ThreadCap: a.ThreadCap,
+		FlapWindow: a.FlapWindow.Duration, FlapThreshold: a.FlapThreshold, ReminderInterval: a.ReminderInterval.Duration,
+		MaxMessageBytes: cfg.Commands.MaxReplyBytes,
+	}, st)
+	reg, err := commands.NewRegistry(commands.Ping{},
+		&commands.Alerts{Book: engine}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
+		&commands.Silences{Book: engine}, &commands.Unsilence{Book: engine})
+	if err == nil {
+		err = reg.Register(&commands.Help{Registry: reg})
 	}
-	if err := reg.Register(&commands.Help{Registry: reg}); err != nil {
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -54,7 +74,100 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*app, 
 		Registry: reg, Replies: box, Seen: st, Audit: st, Metrics: m,
 		Timeout: cfg.Commands.Timeout.Duration, MaxReplyBytes: cfg.Commands.MaxReplyBytes,
 	})
-	return &app{cfg: cfg, log: log, store: st, outbox: box, router: router, metrics: m}, nil
+	return &app{cfg: cfg, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
+		watchers: newWatchers(cfg, st)}, nil
+}
+
+// alertRules builds the enabled rules with their severity overrides.
+func alertRules(cfg *config.Config) ([]incidents.Rule, error) {
+	severity := map[string]incidents.Severity{}
+	for _, s := range cfg.Alerts.Severities {
+		rule, name, _ := strings.Cut(s, "=")
+		sev, err := incidents.ParseSeverity(name)
+		if err != nil {
+			return nil, fmt.Errorf("alerts.severities: %w", err)
+		}
+		severity[rule] = sev
+	}
+	rules, err := incidents.Rules(cfg.Alerts.DisabledRules, severity)
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w (rules: %s)", err, strings.Join(incidents.RuleNames(), ", "))
+	}
+	return rules, nil
+}
+
+// alertProblems checks what config cannot: the rule names.
+func alertProblems(cfg *config.Config) []config.Problem {
+	var out []config.Problem
+	known := map[string]bool{}
+	for _, n := range incidents.RuleNames() {
+		known[n] = true
+	}
+	check := func(key, rule string) {
+		if !known[rule] {
+			out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key,
+				Msg: fmt.Sprintf("unknown rule %q (rules: %s)", rule, strings.Join(incidents.RuleNames(), ", "))})
+		}
+	}
+	for _, r := range cfg.Alerts.DisabledRules {
+		check("alerts.disabled_rules", r)
+	}
+	for _, s := range cfg.Alerts.Severities {
+		rule, _, _ := strings.Cut(s, "=")
+		check("alerts.severities", rule)
+	}
+	return out
+}
+
+// matrixRoutes are the [[alerts.rooms]] of the configuration.
+func matrixRoutes(cfg *config.Config, transport string) []incidents.Route {
+	var routes []incidents.Route
+	for _, r := range cfg.Alerts.Rooms {
+		sev := incidents.Info
+		if r.MinSeverity != "" {
+			sev, _ = incidents.ParseSeverity(r.MinSeverity) // validated by config
+		}
+		routes = append(routes, incidents.Route{Transport: transport, Room: r.Room, MinSeverity: sev,
+			Namespaces: r.Namespaces, Jobs: r.Jobs, Nodes: r.Nodes, Checks: r.Checks, Services: r.Services})
+	}
+	return routes
+}
+
+func newWatchers(cfg *config.Config, st *store.Store) []watchers.Watcher {
+	var ws []watchers.Watcher
+	if cfg.Nomad.Watch {
+		ws = append(ws, watchers.NewNomad(watchers.NomadConfig{
+			Address: cfg.Nomad.Address, Region: cfg.Nomad.Region, Token: cfg.Nomad.Token.Reveal(),
+			Namespaces: cfg.Nomad.Namespaces, Topics: cfg.Nomad.Topics, StreamTimeout: cfg.Nomad.StreamTimeout.Duration,
+		}, st))
+	}
+	if cfg.Consul.Watch {
+		ws = append(ws, watchers.NewConsul(watchers.ConsulConfig{
+			Address: cfg.Consul.Address, Datacenter: cfg.Consul.Datacenter, Token: cfg.Consul.Token.Reveal(),
+			Wait: cfg.Consul.Wait.Duration, MinInterval: cfg.Consul.MinInterval.Duration,
+		}))
+	}
+	return ws
+}
+
+// watcherBackoff bounds restarts of a failing watcher (beyond its own
+// reconnect logic).
+var watcherBackoff = watchers.Backoff{Min: time.Second, Max: time.Minute}
+
+// startAlerts runs the incident timers and the watchers until ctx ends;
+// wait blocks until they have stopped.
+func (a *app) startAlerts(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a.engine.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		watchers.Supervise(ctx, a.engine, watcherBackoff, a.watchers...)
+	}()
+	return wg.Wait
 }
 
 func (a *app) sender(transport string, to outbox.Deliverer) *outbox.Sender {
@@ -82,5 +195,6 @@ func newLogger(cfg config.Log, w io.Writer, minLevel zerolog.Level) zerolog.Logg
 		}
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isTTY}
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	// Watchers, the sync loop and handlers log from their own goroutines.
+	return zerolog.New(zerolog.SyncWriter(w)).Level(level).With().Timestamp().Logger()
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigie/vigie/config"
 	"github.com/vigie/vigie/console"
+	"github.com/vigie/vigie/incidents"
 )
 
 // drainTimeout bounds the wait for replies at end of input: the command
@@ -31,7 +32,7 @@ func runConsole(ctx context.Context, cfg *config.Config, as string, stdin io.Rea
 		}
 		sender = as
 	}
-	a, err := newApp(ctx, cfg, log)
+	a, err := newApp(ctx, cfg, log, []incidents.Route{{Transport: console.Transport, Room: console.Room}})
 	if err != nil {
 		return err
 	}
@@ -42,6 +43,8 @@ func runConsole(ctx context.Context, cfg *config.Config, as string, stdin io.Rea
 	sendCtx, stopSending := context.WithCancel(ctx)
 	sent := make(chan error, 1)
 	go func() { sent <- out.Run(sendCtx) }()
+	alertsCtx, stopAlerts := context.WithCancel(ctx)
+	waitAlerts := a.startAlerts(alertsCtx)
 
 	if f, ok := stdin.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
@@ -49,6 +52,8 @@ func runConsole(ctx context.Context, cfg *config.Config, as string, stdin io.Rea
 		}
 	}
 	readErr := con.Run(ctx)
+	stopAlerts()
+	waitAlerts()
 	a.router.Wait()
 	drainCtx, cancel := context.WithTimeout(ctx, drainTimeout(cfg))
 	defer cancel()

@@ -106,12 +106,14 @@ func checkConfig(cfg *config.Config, err error, path string, stdout, stderr io.W
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	ps := alertProblems(cfg)
 	// A file that configures Matrix must be complete enough for "vigie run".
 	if cfg.Matrix.Homeserver != "" || cfg.Matrix.UserID != "" {
-		if ps := cfg.MatrixProblems(); len(ps) > 0 {
-			fmt.Fprintf(stderr, "%s: %d problem(s):\n%v\n", displayPath(path), len(ps), &config.Errors{Problems: ps})
-			return 1
-		}
+		ps = append(ps, cfg.MatrixProblems()...)
+	}
+	if len(ps) > 0 {
+		fmt.Fprintf(stderr, "%s: %d problem(s):\n%v\n", displayPath(path), len(ps), &config.Errors{Problems: ps})
+		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK\n%s", displayPath(path), cfg.Summary())
 	return 0

@@ -22,11 +22,14 @@ func runMatrix(ctx context.Context, cfg *config.Config, started time.Time, logOu
 	}
 	log := newLogger(cfg.Log, logOut, zerolog.TraceLevel)
 	ctx = log.WithContext(ctx)
-	a, err := newApp(ctx, cfg, log)
+	a, err := newApp(ctx, cfg, log, matrixRoutes(cfg, bot.Transport))
 	if err != nil {
 		return err
 	}
 	defer a.store.Close()
+	if len(cfg.Alerts.Rooms) == 0 {
+		log.Warn().Msg("No [[alerts.rooms]] configured: incidents are tracked (see the alerts command) but posted nowhere")
+	}
 
 	b := bot.New(bot.Config{
 		Homeserver:      cfg.Matrix.Homeserver,
@@ -41,7 +44,7 @@ func runMatrix(ctx context.Context, cfg *config.Config, started time.Time, logOu
 		EventGrace:      cfg.Matrix.EventGrace.Duration,
 		DataDir:         cfg.DataDir,
 		Started:         started,
-	}, a.store, a.router, nil, log)
+	}, a.store, a.router, a.engine, log)
 	defer b.Close()
 	a.metrics.RegisterOutbox(bot.Transport, a.store)
 
@@ -67,6 +70,7 @@ func runMatrix(ctx context.Context, cfg *config.Config, started time.Time, logOu
 	}
 
 	// Every loop below stops when ctx is cancelled; the first to fail cancels the others.
+	waitAlerts := a.startAlerts(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for _, loop := range []func(context.Context) error{b.Run, a.sender(bot.Transport, b).Run} {
@@ -80,6 +84,7 @@ func runMatrix(ctx context.Context, cfg *config.Config, started time.Time, logOu
 		}()
 	}
 	wg.Wait()
+	waitAlerts()
 	a.router.Wait()
 	if httpDone != nil {
 		cancel()
