@@ -29,6 +29,8 @@ fuzz:
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzRender -fuzztime=$(FUZZTIME) ./render/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) ./config/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzClosest -fuzztime=$(FUZZTIME) ./internal/suggest/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzNomadFrame -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./watchers/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzRenderIncident -fuzztime=$(FUZZTIME) ./incidents/
 
 bench:
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -bench=. -benchmem ./...

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/vigie/vigie/internal/fakenomad"
+	"github.com/vigie/vigie/store"
+)
+
+// framesUpTo returns the captured frames with an index up to max.
+func framesUpTo(t *testing.T, frames []string, max uint64) []string {
+	t.Helper()
+	var out []string
+	for _, f := range frames {
+		var fr struct{ Index uint64 }
+		if err := json.Unmarshal([]byte(f), &fr); err != nil {
+			t.Fatal(err)
+		}
+		if fr.Index <= max {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// editOf waits for the bot's edit of a message whose new body contains want.
+func editOf(root id.EventID, want string) func([]*event.Event) bool {
+	return func(msgs []*event.Event) bool {
+		for _, m := range msgs {
+			c := m.Content.AsMessage()
+			if c.RelatesTo.GetReplaceID() == root && c.NewContent != nil && strings.Contains(c.NewContent.Body, want) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestAlertReactionsAndCommandsInMatrix(t *testing.T) {
+	e := newMatrixEnv(t)
+	room := e.alice.CreateRoom(t, false, e.botID)
+	frames := fakenomad.CaptureFrames()
+	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf("[nomad]\naddress = %q\n[consul]\nwatch = false\n[alerts]\nedit_interval = \"200ms\"\n[[alerts.rooms]]\nroom = %q\n", nomad.URL, room)
+	if err := os.WriteFile(e.config, append(cfg, extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bot, _ := e.start(t)
+	e.alice.WaitForJoin(t, room, e.botID, 30*time.Second)
+	st, err := store.Open(t.Context(), e.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	waitCursor(t, st, 0)
+
+	// The crasher fails (index 23): one incident message, its stderr in the thread.
+	nomad.Append(framesUpTo(t, frames, 23)[captureStart:]...)
+	var root id.EventID
+	msgs := e.alice.WaitForMessages(t, room, 20*time.Second, func(msgs []*event.Event) bool {
+		for _, m := range msgs {
+			c := m.Content.AsMessage()
+			if m.Sender == e.botID && c.RelatesTo == nil && strings.Contains(c.Body, "crasher/crasher: allocations failing") {
+				root = m.ID
+				return true
+			}
+		}
+		return false
+	})
+	if root == "" || len(msgs) == 0 {
+		t.Fatal("no incident message")
+	}
+	e.alice.WaitForMessages(t, room, 10*time.Second, func(msgs []*event.Event) bool {
+		for _, m := range msgs {
+			c := m.Content.AsMessage()
+			if c.RelatesTo.GetThreadParent() == root && strings.Contains(c.Body, "crashing on purpose") {
+				return true
+			}
+		}
+		return false
+	})
+
+	if _, err := e.alice.Client.SendReaction(t.Context(), room, root, "👀"); err != nil {
+		t.Fatal(err)
+	}
+	e.alice.WaitForMessages(t, room, 10*time.Second, editOf(root, "👀 acknowledged by "+e.alice.ID.String()))
+	ev := e.alice.SendText(t, room, "!vigie alerts")
+	e.alice.WaitForMessages(t, room, 10*time.Second, hasReply(e.botID, ev, "👀 "+e.alice.ID.String()))
+
+	if _, err := e.alice.Client.SendReaction(t.Context(), room, root, "🔇"); err != nil {
+		t.Fatal(err)
+	}
+	e.alice.WaitForMessages(t, room, 10*time.Second, editOf(root, "🔇 silenced by "+e.alice.ID.String()))
+	ev = e.alice.SendText(t, room, "!vigie silences")
+	e.alice.WaitForMessages(t, room, 10*time.Second, hasReply(e.botID, ev, "until resolved · by "+e.alice.ID.String()))
+
+	// Reactions are audited like typed commands.
+	log, err := st.AuditLog(t.Context(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked, silenced bool
+	for _, r := range log {
+		acked = acked || (r.Command == "ack" && r.Outcome == "ok" && r.Actor == e.alice.ID.String())
+		silenced = silenced || (r.Command == "silence" && r.Outcome == "ok")
+	}
+	if !acked || !silenced {
+		t.Fatalf("audit log: %+v", log)
+	}
+	bot.stop(t)
+}
