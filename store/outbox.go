@@ -78,28 +78,19 @@ func enqueue(ctx context.Context, tx *sql.Tx, now int64, msgs []OutMessage) ([]i
 
 // Pending returns up to limit pending messages of a transport, oldest first.
 func (s *Store) Pending(ctx context.Context, transport string, limit int) ([]OutMessage, error) {
-	rows, err := s.db.QueryContext(ctx, selectOutbox+` WHERE transport = ? AND state = 'pending' ORDER BY id LIMIT ?`, transport, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []OutMessage
-	for rows.Next() {
-		m, err := scanOutMessage(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return s.outMessages(ctx, selectOutbox+` WHERE transport = ? AND state = 'pending' ORDER BY id LIMIT ?`, transport, limit)
 }
 
 // PendingHeads returns the oldest pending message of each room of a
 // transport, oldest first: delivery is in order within a room, so only a
 // room's head may be sent, and one blocked room never hides the others.
 func (s *Store) PendingHeads(ctx context.Context, transport string) ([]OutMessage, error) {
-	rows, err := s.db.QueryContext(ctx, selectOutbox+` WHERE id IN (
+	return s.outMessages(ctx, selectOutbox+` WHERE id IN (
 		SELECT MIN(id) FROM outbox WHERE transport = ? AND state = 'pending' GROUP BY room) ORDER BY id`, transport)
+}
+
+func (s *Store) outMessages(ctx context.Context, query string, args ...any) ([]OutMessage, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -143,6 +143,33 @@ func waitCursor(t *testing.T, st *store.Store, index uint64) {
 	}
 }
 
+// startAlerting starts the bot watching a fake Nomad that holds the frames
+// before captureStart, posting incidents to room, and waits until its
+// stream position is stored: until then a new Vigie starts at the
+// cluster's index, by design. It returns the fake, the bot's store (read
+// as an operator would) and the process.
+func (e *matrixEnv) startAlerting(t *testing.T, room id.RoomID, frames []string) (*fakenomad.Server, *store.Store, *botProcess) {
+	t.Helper()
+	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf("[nomad]\naddress = %q\nstream_timeout = \"3s\"\n[consul]\nwatch = false\n[alerts]\nedit_interval = \"200ms\"\n[[alerts.rooms]]\nroom = %q\n", nomad.URL, room)
+	if err := os.WriteFile(e.config, append(cfg, extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bot, _ := e.start(t)
+	e.alice.WaitForJoin(t, room, e.botID, 30*time.Second)
+	st, err := store.Open(t.Context(), e.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	waitCursor(t, st, 0)
+	return nomad, st, bot
+}
+
 // A crash at any moment loses and repeats nothing: the bot is killed and
 // restarted at random points while the scenario streams in, and the room
 // ends up exactly as after an uninterrupted run.
@@ -155,26 +182,7 @@ func TestAlertsExactlyOnceAcrossKills(t *testing.T) {
 		t.Fatalf("the scenario should raise several incidents:\n%s", want)
 	}
 
-	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
-	cfg, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	extra := fmt.Sprintf("[nomad]\naddress = %q\nstream_timeout = \"3s\"\n[consul]\nwatch = false\n[alerts]\nedit_interval = \"200ms\"\n[[alerts.rooms]]\nroom = %q\n", nomad.URL, room)
-	if err := os.WriteFile(e.config, append(cfg, extra...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bot, _ := e.start(t)
-	e.alice.WaitForJoin(t, room, e.botID, 30*time.Second)
-
-	st, err := store.Open(t.Context(), e.dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	// Until its first cursor is stored, a new Vigie starts at the cluster's
-	// index, by design: crashes are tested from then on.
-	waitCursor(t, st, 0)
+	nomad, st, bot := e.startAlerting(t, room, frames)
 
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/vigie/vigie/internal/fakenomad"
-	"github.com/vigie/vigie/store"
 )
 
 // framesUpTo returns the captured frames with an index up to max.
@@ -48,23 +45,7 @@ func TestAlertReactionsAndCommandsInMatrix(t *testing.T) {
 	e := newMatrixEnv(t)
 	room := e.alice.CreateRoom(t, false, e.botID)
 	frames := fakenomad.CaptureFrames()
-	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
-	cfg, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	extra := fmt.Sprintf("[nomad]\naddress = %q\n[consul]\nwatch = false\n[alerts]\nedit_interval = \"200ms\"\n[[alerts.rooms]]\nroom = %q\n", nomad.URL, room)
-	if err := os.WriteFile(e.config, append(cfg, extra...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bot, _ := e.start(t)
-	e.alice.WaitForJoin(t, room, e.botID, 30*time.Second)
-	st, err := store.Open(t.Context(), e.dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	waitCursor(t, st, 0)
+	nomad, st, bot := e.startAlerting(t, room, frames)
 
 	// The crasher fails (index 23): one incident message, its stderr in the thread.
 	nomad.Append(framesUpTo(t, frames, 23)[captureStart:]...)
