@@ -45,10 +45,36 @@ type Auditor interface {
 	Audit(ctx context.Context, r store.AuditRecord) error
 }
 
-// Authorizer decides whether the sender may run the command. It is the seam
-// where LDAP group policy plugs in; it must fail closed.
+// Principal is who runs a command, as the directory knows them.
+type Principal struct {
+	DN     string   // directory entry; "" when none was consulted
+	Groups []string // group DNs
+}
+
+// Step says why authorization is asked.
+type Step int
+
+const (
+	// StepRun: the command arrives. Cached directory data may be used.
+	StepRun Step = iota + 1
+	// StepConfirm: its requester confirms a destructive command; checked
+	// afresh, never from a cache.
+	StepConfirm
+	// StepApprove: a second person approves (two-person rule); checked
+	// afresh against the approver groups.
+	StepApprove
+)
+
+// ErrUnavailable means the directory could not be asked: deny, and say so.
+var ErrUnavailable = errors.New("cannot check your groups right now")
+
+// Authorizer decides whether req.Sender may run the command in req.Room.
+// It is the seam where LDAP group policy plugs in; it must fail closed:
+// any doubt is an error.
 type Authorizer interface {
-	Authorize(ctx context.Context, req *Request, spec Spec) error
+	Authorize(ctx context.Context, req *Request, spec Spec, step Step) (Principal, error)
+	// NeedsApproval tells whether a second person must approve.
+	NeedsApproval(req *Request, spec Spec) bool
 }
 
 // ReadOnly allows every read command and refuses every change: the policy
@@ -56,12 +82,15 @@ type Authorizer interface {
 type ReadOnly struct{}
 
 // Authorize implements Authorizer.
-func (ReadOnly) Authorize(_ context.Context, _ *Request, spec Spec) error {
+func (ReadOnly) Authorize(_ context.Context, _ *Request, spec Spec, _ Step) (Principal, error) {
 	if spec.Access == Read {
-		return nil
+		return Principal{}, nil
 	}
-	return errors.New("commands that change the infrastructure are disabled: no authorization backend is configured")
+	return Principal{}, errors.New("commands that change the infrastructure are disabled: no authorization backend (LDAP) is configured")
 }
+
+// NeedsApproval implements Authorizer.
+func (ReadOnly) NeedsApproval(*Request, Spec) bool { return false }
 
 // RouterConfig holds the router's dependencies and limits.
 type RouterConfig struct {
@@ -166,7 +195,7 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 		r.finish(ctx, in, rec, "invalid", spec.Name, usageReply(req, spec, err))
 		return
 	}
-	if err := r.cfg.Authorizer.Authorize(ctx, req, spec); err != nil {
+	if _, err := r.cfg.Authorizer.Authorize(ctx, req, spec, StepRun); err != nil {
 		rec.Detail = err.Error()
 		log.Warn().Str("command", spec.Name).Err(err).Msg("Command refused")
 		r.finish(ctx, in, rec, "denied", spec.Name, render.Group(render.Text("⛔ Not allowed: "), render.Code(spec.Name), render.Text(" — "+err.Error())))

@@ -56,7 +56,10 @@ func (failing) Run(_ context.Context, req *Request) (render.Node, error) {
 
 type allowAll struct{}
 
-func (allowAll) Authorize(context.Context, *Request, Spec) error { return nil }
+func (allowAll) Authorize(context.Context, *Request, Spec, Step) (Principal, error) {
+	return Principal{DN: "uid=alice,ou=people,dc=example,dc=org"}, nil
+}
+func (allowAll) NeedsApproval(*Request, Spec) bool { return false }
 
 type routerFixture struct {
 	st      *store.Store

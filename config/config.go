@@ -39,6 +39,8 @@ type Config struct {
 	Nomad    Nomad    `toml:"nomad"`
 	Consul   Consul   `toml:"consul"`
 	Alerts   Alerts   `toml:"alerts"`
+	LDAP     LDAP     `toml:"ldap"`
+	Policy   Policy   `toml:"policy"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -92,6 +94,45 @@ type Outbox struct {
 // Console configures the local "vigie console" REPL.
 type Console struct {
 	Sender string `toml:"sender"` // Matrix user ID the commands appear to come from
+}
+
+// LDAP configures who the chat users are and which groups they are in.
+type LDAP struct {
+	URL              string   `toml:"url"`       // ldap://host:389 (with start_tls) or ldaps://host:636; "" disables LDAP
+	StartTLS         bool     `toml:"start_tls"` // upgrade ldap:// with StartTLS before binding
+	CAFile           string   `toml:"ca_file"`   // PEM bundle to verify the server; system roots otherwise
+	BindDN           string   `toml:"bind_dn"`   // service account
+	BindPasswordFile string   `toml:"bind_password_file"`
+	Timeout          Duration `toml:"timeout"`   // per request; slower means "cannot check", never allow
+	CacheTTL         Duration `toml:"cache_ttl"` // how long a user's groups are reused ("0s": never)
+	UserBaseDN       string   `toml:"user_base_dn"`
+	UserFilter       string   `toml:"user_filter"` // extra condition on user entries, e.g. (objectClass=inetOrgPerson)
+	Identity         string   `toml:"identity"`    // "localpart" or "attribute"
+	LocalpartAttr    string   `toml:"localpart_attribute"`
+	LocalpartDomains []string `toml:"localpart_domains"` // homeservers whose localparts map to LDAP users
+	MatrixIDAttr     string   `toml:"matrix_id_attribute"`
+	GroupStrategy    string   `toml:"group_strategy"` // memberOf, member, uniqueMember, memberUid
+	GroupBaseDN      string   `toml:"group_base_dn"`
+	BindPassword     Secret   `toml:"-"`
+}
+
+// Policy says who may run which command, and where.
+type Policy struct {
+	ReadOpen        bool         `toml:"read_open"`            // read-only commands need no LDAP group
+	ConfirmTimeout  Duration     `toml:"confirm_timeout"`      // how long a confirmation code is valid
+	MutationsPerMin int          `toml:"mutations_per_minute"` // per user, for commands that change things
+	AuditRoom       string       `toml:"audit_room"`           // also post audit lines here ("" : only the store)
+	Rules           []PolicyRule `toml:"rules"`
+}
+
+// PolicyRule allows commands to members of groups, optionally only in some
+// rooms, optionally with a second person's approval.
+type PolicyRule struct {
+	Commands  []string `toml:"commands"`   // command names
+	Groups    []string `toml:"groups"`     // group DNs
+	Rooms     []string `toml:"rooms"`      // room IDs; empty: any room
+	TwoPerson bool     `toml:"two_person"` // a second user must approve
+	Approvers []string `toml:"approvers"`  // group DNs of approvers (default: Groups)
 }
 
 // Alerts configures the incident pipeline and where incidents are posted.
@@ -169,6 +210,11 @@ func Default() *Config {
 			Namespaces:    []string{"*"},
 			StreamTimeout: Duration{60 * time.Second},
 		},
+		LDAP: LDAP{
+			Timeout: Duration{5 * time.Second}, CacheTTL: Duration{2 * time.Minute},
+			Identity: "localpart", LocalpartAttr: "uid", GroupStrategy: "memberOf",
+		},
+		Policy: Policy{ConfirmTimeout: Duration{2 * time.Minute}, MutationsPerMin: 5},
 		Alerts: Alerts{
 			EditInterval: Duration{5 * time.Second}, RoomCap: 10, ThreadCap: 5,
 			FlapWindow: Duration{10 * time.Minute}, FlapThreshold: 4, ReminderInterval: Duration{30 * time.Minute},
@@ -290,6 +336,9 @@ type secretSpec struct {
 }
 
 var secretSpecs = []secretSpec{
+	{"ldap", "bind_password", "ldap.bind_password_file", "VIGIE_LDAP_BIND_PASSWORD",
+		func(c *Config) string { return c.LDAP.BindPasswordFile },
+		func(c *Config) *Secret { return &c.LDAP.BindPassword }},
 	{"matrix", "access_token", "matrix.access_token_file", "VIGIE_MATRIX_ACCESS_TOKEN",
 		func(c *Config) string { return c.Matrix.AccessTokenFile },
 		func(c *Config) *Secret { return &c.Matrix.AccessToken }},

@@ -94,6 +94,93 @@ func (c *Config) validate(d *decoder) {
 	c.checkURL(d, "consul.address", c.Consul.Address, "http://127.0.0.1:8500")
 	c.validateWatchers(d)
 	c.validateAlerts(d)
+	c.validateLDAP(d)
+	c.validatePolicy(d)
+}
+
+var (
+	identities      = []string{"localpart", "attribute"}
+	groupStrategies = []string{"memberOf", "member", "uniqueMember", "memberUid"}
+)
+
+func (c *Config) validateLDAP(d *decoder) {
+	l := &c.LDAP
+	if l.URL == "" {
+		if len(c.Policy.Rules) > 0 {
+			d.add("ldap.url", "policy rules name LDAP groups, so an LDAP server is required")
+		}
+		return
+	}
+	u, err := url.Parse(l.URL)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "ldap" && u.Scheme != "ldaps"):
+		d.add("ldap.url", `must be ldap://host:389 or ldaps://host:636, got %q`, l.URL)
+	case u.Scheme == "ldaps" && l.StartTLS:
+		d.add("ldap.start_tls", "StartTLS is for ldap:// URLs; ldaps:// is already encrypted")
+	}
+	if l.BindDN == "" {
+		d.add("ldap.bind_dn", "must name the service account Vigie searches with")
+	}
+	if l.Timeout.Duration <= 0 {
+		d.add("ldap.timeout", "must be greater than 0")
+	}
+	if l.UserBaseDN == "" {
+		d.add("ldap.user_base_dn", "must be set, e.g. ou=people,dc=example,dc=org")
+	}
+	c.oneOf(d, "ldap.identity", l.Identity, identities)
+	switch l.Identity {
+	case "localpart":
+		if l.LocalpartAttr == "" {
+			d.add("ldap.localpart_attribute", "must be set, e.g. uid")
+		}
+		if len(l.LocalpartDomains) == 0 {
+			d.add("ldap.localpart_domains", "must list the homeservers whose users are LDAP users, e.g. [\"example.org\"]")
+		}
+	case "attribute":
+		if l.MatrixIDAttr == "" {
+			d.add("ldap.matrix_id_attribute", "must name the attribute holding the full Matrix ID when identity = \"attribute\"")
+		}
+	}
+	c.oneOf(d, "ldap.group_strategy", l.GroupStrategy, groupStrategies)
+	if l.GroupStrategy != "memberOf" && l.GroupBaseDN == "" {
+		d.add("ldap.group_base_dn", "must be set with group_strategy %q", l.GroupStrategy)
+	}
+}
+
+func (c *Config) validatePolicy(d *decoder) {
+	p := &c.Policy
+	if p.ConfirmTimeout.Duration <= 0 {
+		d.add("policy.confirm_timeout", "must be greater than 0")
+	}
+	if p.MutationsPerMin < 1 {
+		d.add("policy.mutations_per_minute", "must be at least 1, got %d", p.MutationsPerMin)
+	}
+	if p.AuditRoom != "" && (!strings.HasPrefix(p.AuditRoom, "!") || !strings.Contains(p.AuditRoom, ":")) {
+		d.add("policy.audit_room", `must be a room ID such as "!audit:example.org", got %q`, p.AuditRoom)
+	}
+	for i, r := range p.Rules {
+		key := entryKey("policy.rules", i)
+		if len(r.Commands) == 0 {
+			d.add(key+".commands", "must name at least one command")
+		}
+		if len(r.Groups) == 0 {
+			d.add(key+".groups", "must name at least one group DN")
+		}
+		for j, g := range append(slices.Clone(r.Groups), r.Approvers...) {
+			if !strings.Contains(g, "=") {
+				field := ".groups"
+				if j >= len(r.Groups) {
+					field, j = ".approvers", j-len(r.Groups)
+				}
+				d.addAt(key+field, d.entryLine(key+field, j), "entry %q: must be a group DN such as cn=ops,ou=groups,dc=example,dc=org", g)
+			}
+		}
+		for j, room := range r.Rooms {
+			if !strings.HasPrefix(room, "!") || !strings.Contains(room, ":") {
+				d.addAt(key+".rooms", d.entryLine(key+".rooms", j), "entry %q: must be a room ID such as \"!ops:example.org\"", room)
+			}
+		}
+	}
 }
 
 // Severities and rules are known to the incidents package, which config
