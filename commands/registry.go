@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/vigie/vigie/internal/suggest"
 	"github.com/vigie/vigie/render"
@@ -38,12 +39,13 @@ type Spec struct {
 	Name    string
 	Aliases []string
 	Access  Access
-	Summary string   // one line for the command list
-	Usage   string   // arguments, e.g. "[command]"
-	Help    string   // longer text for help <command>
-	MinArgs int      // positional arguments accepted
-	MaxArgs int      // -1: any number
-	Options []string // accepted key=value option names
+	Summary string        // one line for the command list
+	Usage   string        // arguments, e.g. "[command]"
+	Help    string        // longer text for help <command>
+	MinArgs int           // positional arguments accepted
+	MaxArgs int           // -1: any number
+	Options []string      // accepted key=value option names
+	Timeout time.Duration // 0: the router's default
 }
 
 // Request is one command invocation as the handler sees it.
@@ -54,11 +56,17 @@ type Request struct {
 	EventID   string
 	Sender    string // Matrix user ID, or the console's local identity
 	Prefix    string // how commands are written in this transport, for help texts
+	ReactsTo  int64  // for a reaction: the outbox ID of the message reacted to
+}
+
+// Command is anything the registry holds: a Handler, or a Confirmable.
+type Command interface {
+	Spec() Spec
 }
 
 // Handler runs one command. Run must return when ctx is done.
 type Handler interface {
-	Spec() Spec
+	Command
 	Run(ctx context.Context, req *Request) (render.Node, error)
 }
 
@@ -72,13 +80,13 @@ func Usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Spri
 
 // Registry maps names and aliases to handlers.
 type Registry struct {
-	byName map[string]Handler
+	byName map[string]Command
 	names  []string // primary names, sorted
 }
 
 // NewRegistry creates a registry with the given handlers.
-func NewRegistry(handlers ...Handler) (*Registry, error) {
-	r := &Registry{byName: map[string]Handler{}}
+func NewRegistry(handlers ...Command) (*Registry, error) {
+	r := &Registry{byName: map[string]Command{}}
 	for _, h := range handlers {
 		if err := r.Register(h); err != nil {
 			return nil, err
@@ -87,11 +95,16 @@ func NewRegistry(handlers ...Handler) (*Registry, error) {
 	return r, nil
 }
 
-// Register adds a handler; names and aliases must be unique.
-func (r *Registry) Register(h Handler) error {
+// Register adds a command; names and aliases must be unique.
+func (r *Registry) Register(h Command) error {
 	s := h.Spec()
 	if s.Name == "" || s.Access == 0 {
 		return fmt.Errorf("command %q: a name and an access level are required", s.Name)
+	}
+	switch h.(type) {
+	case Handler, Confirmable:
+	default:
+		return fmt.Errorf("command %q: neither a Handler nor a Confirmable", s.Name)
 	}
 	for _, n := range append([]string{s.Name}, s.Aliases...) {
 		if _, dup := r.byName[n]; dup {
@@ -104,8 +117,8 @@ func (r *Registry) Register(h Handler) error {
 	return nil
 }
 
-// Lookup finds a handler by name or alias.
-func (r *Registry) Lookup(name string) (Handler, bool) {
+// Lookup finds a command by name or alias.
+func (r *Registry) Lookup(name string) (Command, bool) {
 	h, ok := r.byName[name]
 	return h, ok
 }
@@ -119,6 +132,9 @@ func (r *Registry) Suggest(name string) (string, bool) {
 	slices.Sort(all) // deterministic tie-breaking
 	return suggest.Closest(name, all)
 }
+
+// Names returns every command's primary name, sorted.
+func (r *Registry) Names() []string { return slices.Clone(r.names) }
 
 // Specs returns every command's spec, sorted by name.
 func (r *Registry) Specs() []Spec {

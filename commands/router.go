@@ -28,6 +28,8 @@ type Incoming struct {
 	// Quiet: the command stands for a gesture (a reaction) whose effect is
 	// visible by itself; reply only if it fails.
 	Quiet bool
+	// ReactsTo: for a reaction, the outbox ID of the message reacted to.
+	ReactsTo int64
 }
 
 // Sender queues replies (the outbox).
@@ -94,15 +96,19 @@ func (ReadOnly) NeedsApproval(*Request, Spec) bool { return false }
 
 // RouterConfig holds the router's dependencies and limits.
 type RouterConfig struct {
-	Registry      *Registry
-	Replies       Sender
-	Seen          SeenStore
-	Audit         Auditor
-	Authorizer    Authorizer
-	Metrics       *telemetry.Metrics
-	Timeout       time.Duration // per command
-	MaxReplyBytes int
-	MaxConcurrent int // handlers running at once; more wait
+	Registry        *Registry
+	Replies         Sender
+	Seen            SeenStore
+	Audit           Auditor
+	Authorizer      Authorizer
+	Metrics         *telemetry.Metrics
+	Timeout         time.Duration // per command, unless its Spec says otherwise
+	MaxReplyBytes   int
+	MaxConcurrent   int           // handlers running at once; more wait
+	ConfirmTimeout  time.Duration // validity of a confirmation code
+	MutationsPerMin int           // per user, commands that change things
+	AuditTransport  string        // where audit records are mirrored...
+	AuditRoom       string        // ...if a room is set
 }
 
 // Router runs commands. It owns the goroutines of running handlers.
@@ -110,9 +116,14 @@ type Router struct {
 	cfg     RouterConfig
 	running sync.WaitGroup
 	slots   chan struct{}
+	clock   func() time.Time
+	pending *confirmations
+	locks   *locks
+	limits  *rateLimit
 }
 
-// NewRouter creates a router.
+// NewRouter creates a router and registers its own commands (confirm,
+// cancel) in the registry.
 func NewRouter(cfg RouterConfig) *Router {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Minute
@@ -123,8 +134,25 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.Authorizer == nil {
 		cfg.Authorizer = ReadOnly{}
 	}
-	return &Router{cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent)}
+	if cfg.ConfirmTimeout <= 0 {
+		cfg.ConfirmTimeout = 2 * time.Minute
+	}
+	if cfg.MutationsPerMin <= 0 {
+		cfg.MutationsPerMin = 5
+	}
+	r := &Router{cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent), clock: time.Now}
+	r.pending = &confirmations{byCode: map[string]*pendingChange{}, timeout: cfg.ConfirmTimeout, clock: r.now}
+	r.locks = &locks{held: map[string]holder{}, clock: r.now}
+	r.limits = &rateLimit{perMin: cfg.MutationsPerMin, recent: map[string][]time.Time{}, clock: r.now}
+	for _, c := range []Command{&Confirm{router: r}, &Cancel{router: r}} {
+		if _, exists := cfg.Registry.Lookup(c.Spec().Name); !exists {
+			cfg.Registry.Register(c) //nolint:errcheck // name checked just above
+		}
+	}
+	return r
 }
+
+func (r *Router) now() time.Time { return r.clock() }
 
 // Handle runs a command in the background so the transport's loop never
 // waits on it. ctx is the owner's: cancelling it stops the handler.
@@ -138,7 +166,7 @@ func (r *Router) Handle(ctx context.Context, in Incoming) {
 			return
 		}
 		defer func() { <-r.slots }()
-		r.handle(ctx, in, time.Now())
+		r.handle(ctx, in, r.clock())
 	}()
 }
 
@@ -190,44 +218,80 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 	}
 	spec := h.Spec()
 	rec.Command, rec.Access = spec.Name, spec.Access.String()
-	req := &Request{Invocation: inv, Transport: in.Transport, Room: in.Room, EventID: in.EventID, Sender: in.Sender, Prefix: in.Prefix}
+	req := &Request{Invocation: inv, Transport: in.Transport, Room: in.Room, EventID: in.EventID, Sender: in.Sender, Prefix: in.Prefix, ReactsTo: in.ReactsTo}
+	if spec.Name != "confirm" && spec.Name != "cancel" {
+		// Anything else the user sends here cancels their pending change.
+		for _, p := range r.pending.cancelFor(in.Sender, in.Room) {
+			r.reply(ctx, in, render.Text(fmt.Sprintf("Cancelled the pending %s (%s): you sent another command.", p.spec.Name, p.change.Summary)))
+		}
+	}
 	if err := spec.validate(inv); err != nil {
 		r.finish(ctx, in, rec, "invalid", spec.Name, usageReply(req, spec, err))
 		return
 	}
-	if _, err := r.cfg.Authorizer.Authorize(ctx, req, spec, StepRun); err != nil {
+	who, err := r.cfg.Authorizer.Authorize(ctx, req, spec, StepRun)
+	rec.Principal = who.DN
+	if err != nil {
 		rec.Detail = err.Error()
 		log.Warn().Str("command", spec.Name).Err(err).Msg("Command refused")
 		r.finish(ctx, in, rec, "denied", spec.Name, render.Group(render.Text("⛔ Not allowed: "), render.Code(spec.Name), render.Text(" — "+err.Error())))
 		return
 	}
+	if spec.Access == Change {
+		if err := r.limits.allow(in.Sender); err != nil {
+			rec.Detail = err.Error()
+			r.finish(ctx, in, rec, "refused", spec.Name, render.Text("⏳ "+err.Error()))
+			return
+		}
+	}
 
-	reply, err := r.run(ctx, h, req)
+	var reply render.Node
+	preview := ""
+	err = r.guard(ctx, spec, req, func(ctx context.Context) error {
+		var err error
+		switch c := h.(type) {
+		case Confirmable:
+			preview, err = r.preview(ctx, in, req, spec, c, who)
+		case Handler:
+			reply, err = c.Run(ctx, req)
+		}
+		return err
+	})
 	var usage *UsageError
 	switch {
 	case errors.As(err, &usage):
 		r.finish(ctx, in, rec, "invalid", spec.Name, usageReply(req, spec, err))
 	case errors.Is(err, context.DeadlineExceeded):
 		rec.Detail = err.Error()
-		r.finish(ctx, in, rec, "timeout", spec.Name, render.Group(render.Text("⏱️ "), render.Code(spec.Name), render.Textf(" did not finish within %s and was stopped.", r.cfg.Timeout)))
+		r.finish(ctx, in, rec, "timeout", spec.Name, render.Group(render.Text("⏱️ "), render.Code(spec.Name), render.Textf(" did not finish within %s and was stopped.", r.timeout(spec))))
 	case err != nil:
 		rec.Detail = err.Error()
 		r.finish(ctx, in, rec, "error", spec.Name, render.Group(render.Text("⚠️ "), render.Code(spec.Name), render.Text(" failed: "+err.Error())))
+	case preview != "":
+		rec.Detail = preview
+		r.finish(ctx, in, rec, "previewed", spec.Name, render.Node{}) // the preview was the reply
 	default:
 		if in.Quiet {
 			reply = render.Node{}
 		}
 		r.finish(ctx, in, rec, "ok", spec.Name, reply)
 	}
-	r.cfg.Metrics.CommandLatency.WithLabelValues(spec.Name).Observe(time.Since(received).Seconds())
+	r.cfg.Metrics.CommandLatency.WithLabelValues(spec.Name).Observe(r.clock().Sub(received).Seconds())
+}
+
+func (r *Router) timeout(spec Spec) time.Duration {
+	if spec.Timeout > 0 {
+		return spec.Timeout
+	}
+	return r.cfg.Timeout
 }
 
 // errPanic hides a handler's panic value from the chat; it is in the log.
 var errPanic = errors.New("internal error (details are in the bot's log)")
 
-// run calls the handler with the timeout, turning a panic into an error.
-func (r *Router) run(ctx context.Context, h Handler, req *Request) (reply render.Node, err error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+// guard runs fn with the command's timeout, turning a panic into an error.
+func (r *Router) guard(ctx context.Context, spec Spec, req *Request, fn func(context.Context) error) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout(spec))
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
@@ -235,24 +299,45 @@ func (r *Router) run(ctx context.Context, h Handler, req *Request) (reply render
 			err = errPanic
 		}
 	}()
-	reply, err = h.Run(ctx, req)
+	err = fn(ctx)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	return reply, err
+	return err
 }
 
 // finish queues the reply, audits and counts the outcome.
 func (r *Router) finish(ctx context.Context, in Incoming, rec store.AuditRecord, outcome, metricName string, reply render.Node) {
 	r.reply(ctx, in, reply)
 	rec.Outcome = outcome
-	if err := r.cfg.Audit.Audit(ctx, rec); err != nil {
-		zerolog.Ctx(ctx).Error().Err(err).Msg("Cannot write audit record")
-	}
+	rec.Duration = r.clock().Sub(rec.At)
+	r.audit(ctx, rec)
 	if metricName == "" {
 		metricName = "unknown" // never a user-typed name: it would explode the label set
 	}
 	r.cfg.Metrics.Commands.WithLabelValues(metricName, outcome).Inc()
+}
+
+// audit stores a record and mirrors it to the audit room, if any.
+func (r *Router) audit(ctx context.Context, rec store.AuditRecord) {
+	if err := r.cfg.Audit.Audit(ctx, rec); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("Cannot write audit record")
+	}
+	if r.cfg.AuditRoom == "" || rec.Access != Change.String() && rec.Command != "confirm" {
+		return
+	}
+	line := render.Group(render.Code(rec.Actor), render.Text(" "+rec.Command+" "), render.Code(clip(rec.Args, 200)),
+		render.Text(" → "+rec.Outcome), render.Text(auditDetail(rec)))
+	if _, err := r.send(ctx, outbox.Message{Transport: r.cfg.AuditTransport, Room: r.cfg.AuditRoom, Content: render.RenderLimit(r.cfg.MaxReplyBytes, line)}); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("Cannot mirror audit record")
+	}
+}
+
+func auditDetail(rec store.AuditRecord) string {
+	if rec.Detail == "" {
+		return ""
+	}
+	return ": " + clip(rec.Detail, 300)
 }
 
 func (r *Router) reply(ctx context.Context, in Incoming, reply render.Node) {
@@ -260,9 +345,13 @@ func (r *Router) reply(ctx context.Context, in Incoming, reply render.Node) {
 		return
 	}
 	msg := outbox.Message{Transport: in.Transport, Room: in.Room, ReplyTo: in.EventID, Content: render.RenderLimit(r.cfg.MaxReplyBytes, reply)}
-	if _, err := r.cfg.Replies.Send(ctx, msg); err != nil {
+	if _, err := r.send(ctx, msg); err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("Cannot queue reply")
 	}
+}
+
+func (r *Router) send(ctx context.Context, msgs ...outbox.Message) ([]int64, error) {
+	return r.cfg.Replies.Send(ctx, msgs...)
 }
 
 func usageReply(req *Request, spec Spec, err error) render.Node {

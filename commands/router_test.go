@@ -121,7 +121,7 @@ func (f *routerFixture) one(t *testing.T, text string) store.OutMessage {
 }
 
 func (f *routerFixture) lastAudit(t *testing.T) store.AuditRecord {
-	log, err := f.st.AuditLog(t.Context(), 1)
+	log, err := f.st.AuditLog(t.Context(), store.AuditFilter{Limit: 1})
 	if err != nil || len(log) != 1 {
 		t.Fatalf("audit: %v %v", log, err)
 	}

@@ -30,15 +30,17 @@ func (s *Store) ForgetSeenBefore(ctx context.Context, t time.Time) (int64, error
 
 // AuditRecord is one line of the audit log.
 type AuditRecord struct {
-	At      time.Time
-	Actor   string
-	Room    string
-	EventID string
-	Command string
-	Args    string
-	Access  string // "read" or "change"
-	Outcome string // "ok", "error", "denied", "unknown", "invalid", ...
-	Detail  string
+	At        time.Time
+	Actor     string
+	Room      string
+	EventID   string
+	Command   string
+	Args      string
+	Access    string // "read" or "change"
+	Outcome   string // "ok", "error", "denied", "unknown", "invalid", ...
+	Detail    string
+	Principal string        // the actor's directory entry (LDAP DN), if known
+	Duration  time.Duration // from receiving the command to its outcome
 }
 
 // Audit appends a record to the audit log.
@@ -47,15 +49,25 @@ func (s *Store) Audit(ctx context.Context, r AuditRecord) error {
 		r.At = s.now()
 	}
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO audit (at, actor, room, event_id, command, args, access, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.At.UnixMilli(), r.Actor, r.Room, r.EventID, r.Command, r.Args, r.Access, r.Outcome, r.Detail)
+		`INSERT INTO audit (at, actor, room, event_id, command, args, access, outcome, detail, principal, duration_ms)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.At.UnixMilli(), r.Actor, r.Room, r.EventID, r.Command, r.Args, r.Access, r.Outcome, r.Detail, r.Principal, r.Duration.Milliseconds())
 	return err
 }
 
-// AuditLog returns the most recent records, newest first.
-func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditRecord, error) {
+// AuditFilter selects audit records; empty fields match anything.
+type AuditFilter struct {
+	Limit   int
+	Actor   string
+	Command string
+}
+
+// AuditLog returns the most recent records matching f, newest first.
+func (s *Store) AuditLog(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT at, actor, room, event_id, command, args, access, outcome, detail FROM audit ORDER BY id DESC LIMIT ?`, limit)
+		`SELECT at, actor, room, event_id, command, args, access, outcome, detail, principal, duration_ms FROM audit
+		 WHERE (? = '' OR actor = ?) AND (? = '' OR command = ?) ORDER BY id DESC LIMIT ?`,
+		f.Actor, f.Actor, f.Command, f.Command, f.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -63,11 +75,11 @@ func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditRecord, error) 
 	var out []AuditRecord
 	for rows.Next() {
 		var r AuditRecord
-		var at int64
-		if err := rows.Scan(&at, &r.Actor, &r.Room, &r.EventID, &r.Command, &r.Args, &r.Access, &r.Outcome, &r.Detail); err != nil {
+		var at, dur int64
+		if err := rows.Scan(&at, &r.Actor, &r.Room, &r.EventID, &r.Command, &r.Args, &r.Access, &r.Outcome, &r.Detail, &r.Principal, &dur); err != nil {
 			return nil, err
 		}
-		r.At = time.UnixMilli(at)
+		r.At, r.Duration = time.UnixMilli(at), time.Duration(dur)*time.Millisecond
 		out = append(out, r)
 	}
 	return out, rows.Err()

@@ -218,3 +218,14 @@ func (s *Store) OutboxCounts(ctx context.Context, transport string) (map[string]
 	}
 	return counts, rows.Err()
 }
+
+// OutboxIDByRemote finds the outbox message delivered as a remote event
+// (a reaction's target).
+func (s *Store) OutboxIDByRemote(ctx context.Context, transport, remoteID string) (int64, bool, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, `SELECT id FROM outbox WHERE transport = ? AND remote_id = ? AND state = 'sent'`, transport, remoteID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return id, err == nil, err
+}

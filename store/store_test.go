@@ -265,13 +265,24 @@ func TestAudit(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	for _, o := range []string{"ok", "denied"} {
-		if err := s.Audit(ctx, AuditRecord{Actor: "@a:x", Room: "!r", EventID: "$e", Command: "ping", Access: "read", Outcome: o}); err != nil {
+		if err := s.Audit(ctx, AuditRecord{Actor: "@a:x", Room: "!r", EventID: "$e", Command: "ping", Access: "read", Outcome: o,
+			Principal: "uid=a,dc=x", Duration: 1500 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	log, err := s.AuditLog(ctx, 10)
-	if err != nil || len(log) != 2 || log[0].Outcome != "denied" || log[1].Outcome != "ok" || log[0].At.IsZero() {
+	if err := s.Audit(ctx, AuditRecord{Actor: "@b:x", Command: "deploy", Outcome: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	log, err := s.AuditLog(ctx, AuditFilter{Limit: 10, Actor: "@a:x"})
+	if err != nil || len(log) != 2 || log[0].Outcome != "denied" || log[1].Outcome != "ok" || log[0].At.IsZero() ||
+		log[0].Principal != "uid=a,dc=x" || log[0].Duration != 1500*time.Millisecond {
 		t.Fatalf("audit log: %+v %v", log, err)
+	}
+	if log, _ := s.AuditLog(ctx, AuditFilter{Limit: 10, Command: "deploy"}); len(log) != 1 || log[0].Actor != "@b:x" {
+		t.Fatalf("by command: %+v", log)
+	}
+	if log, _ := s.AuditLog(ctx, AuditFilter{Limit: 1}); len(log) != 1 || log[0].Command != "deploy" {
+		t.Fatalf("limit: %+v", log)
 	}
 }
 
