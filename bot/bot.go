@@ -50,6 +50,7 @@ type State interface {
 	Value(ctx context.Context, key string) (string, bool, error)
 	SetValue(ctx context.Context, key, value string) error
 	MarkSentByTxn(ctx context.Context, transport, txnID, remoteID string) (bool, error)
+	OutboxIDByRemote(ctx context.Context, transport, remoteID string) (int64, bool, error)
 }
 
 // Commands receives command messages.

@@ -47,33 +47,50 @@ func (b *Bot) beforeStart(evt *event.Event) bool {
 	return time.UnixMilli(evt.Timestamp).Before(b.cfg.Started.Add(-b.cfg.EventGrace))
 }
 
-// reactionCommands maps reactions on incident messages to the commands
+// incidentReactions maps reactions on incident messages to the commands
 // they stand for.
-var reactionCommands = map[string]string{"👀": "ack", "🔇": "silence"}
+var incidentReactions = map[string]string{"👀": "ack", "🔇": "silence"}
 
-// onReaction turns 👀 and 🔇 on an incident's message into ack and
-// silence commands, authorized and audited like typed ones.
+// confirmReaction on a change's preview confirms it.
+const confirmReaction = "✅"
+
+// onReaction turns reactions on the bot's messages into commands,
+// authorized and audited like typed ones: 👀 and 🔇 on an incident, ✅ on
+// the preview of a change.
 func (b *Bot) onReaction(ctx context.Context, evt *event.Event) {
-	if b.incidents == nil || evt.Sender == b.cli.UserID || b.beforeStart(evt) {
+	if evt.Sender == b.cli.UserID || b.beforeStart(evt) {
 		return
 	}
 	rel := evt.Content.AsReaction().RelatesTo
-	name, ok := reactionCommands[strings.TrimSuffix(rel.Key, "\ufe0f")]
-	if !ok {
+	key := strings.TrimSuffix(rel.Key, "\ufe0f")
+	in := commands.Incoming{Transport: Transport, Room: evt.RoomID.String(), EventID: evt.ID.String(),
+		Sender: evt.Sender.String(), Prefix: b.cfg.CommandPrefix}
+	log := b.log.With().Str("event_id", evt.ID.String()).Logger()
+	switch name, ok := incidentReactions[key]; {
+	case ok && b.incidents != nil:
+		id, found, err := b.incidents.IncidentIDByEvent(ctx, Transport, rel.EventID.String())
+		if err != nil {
+			log.Error().Err(err).Msg("Cannot look up the incident of a reaction")
+			return
+		}
+		if !found {
+			return // a reaction on another message
+		}
+		in.Text, in.Quiet = name+" #"+strconv.FormatInt(id, 10), true
+	case key == confirmReaction:
+		id, found, err := b.state.OutboxIDByRemote(ctx, Transport, rel.EventID.String())
+		if err != nil {
+			log.Error().Err(err).Msg("Cannot look up the message of a reaction")
+			return
+		}
+		if !found {
+			return
+		}
+		in.Text, in.ReactsTo = "confirm", id
+	default:
 		return
 	}
-	id, found, err := b.incidents.IncidentIDByEvent(ctx, Transport, rel.EventID.String())
-	if err != nil {
-		b.log.Error().Err(err).Str("event_id", evt.ID.String()).Msg("Cannot look up the incident of a reaction")
-		return
-	}
-	if !found {
-		return // a reaction on another message
-	}
-	b.cmds.Handle(ctx, commands.Incoming{
-		Transport: Transport, Room: evt.RoomID.String(), EventID: evt.ID.String(), Sender: evt.Sender.String(),
-		Text: name + " #" + strconv.FormatInt(id, 10), Prefix: b.cfg.CommandPrefix, Quiet: true,
-	})
+	b.cmds.Handle(ctx, in)
 }
 
 // commandText strips the command prefix, matched case-insensitively because

@@ -95,6 +95,9 @@ func (c *confirmations) find(req *Request) (*pendingChange, error) {
 				p = q
 			}
 		}
+		if p == nil && req.ReactsTo != 0 {
+			return nil, errNotAPreview
+		}
 		if p == nil {
 			return nil, Usagef("say which change to confirm: confirm <code>")
 		}
@@ -137,9 +140,16 @@ func (c *Confirm) Spec() Spec {
 // applyTimeout bounds an applied change, following a deployment included.
 const applyTimeout = 30 * time.Minute
 
+// errNotAPreview: a ✅ on a message that previews nothing (pending).
+var errNotAPreview = errors.New("not a pending change's preview")
+
 // Run implements Handler.
 func (c *Confirm) Run(ctx context.Context, req *Request) (render.Node, error) {
-	return c.router.apply(ctx, req)
+	node, err := c.router.apply(ctx, req)
+	if errors.Is(err, errNotAPreview) {
+		return render.Node{}, nil // a ✅ on any other message means nothing
+	}
+	return node, err
 }
 
 // Cancel drops the caller's pending change.

@@ -243,6 +243,9 @@ func TestReactionConfirms(t *testing.T) {
 	if len(f.bump.applied) != 1 || !strings.Contains(plains(msgs), "done: bump web") {
 		t.Fatalf("✅: %s", plains(msgs))
 	}
+	if msgs := f.do(t, Incoming{Sender: "@alice:x", Text: "confirm", ReactsTo: preview}); len(msgs) != 0 {
+		t.Fatalf("✅ on a used preview answered: %s", plains(msgs))
+	}
 }
 
 func TestTwoPersonRule(t *testing.T) {
