@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/vigie/vigie/internal/fakenomad"
+	"github.com/vigie/vigie/store"
 )
 
 // framesUpTo returns the captured frames with an index up to max.
@@ -88,7 +89,7 @@ func TestAlertReactionsAndCommandsInMatrix(t *testing.T) {
 	e.alice.WaitForMessages(t, room, 10*time.Second, hasReply(e.botID, ev, "until resolved · by "+e.alice.ID.String()))
 
 	// Reactions are audited like typed commands.
-	log, err := st.AuditLog(t.Context(), 10)
+	log, err := st.AuditLog(t.Context(), store.AuditFilter{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

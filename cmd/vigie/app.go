@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/vigie/vigie/commands"
 	"github.com/vigie/vigie/config"
 	"github.com/vigie/vigie/incidents"
+	"github.com/vigie/vigie/internal/suggest"
 	"github.com/vigie/vigie/outbox"
 	"github.com/vigie/vigie/store"
 	"github.com/vigie/vigie/telemetry"
@@ -58,12 +60,7 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes 
 		FlapWindow: a.FlapWindow.Duration, FlapThreshold: a.FlapThreshold, ReminderInterval: a.ReminderInterval.Duration,
 		MaxMessageBytes: cfg.Commands.MaxReplyBytes,
 	}, st)
-	reg, err := commands.NewRegistry(commands.Ping{},
-		&commands.Alerts{Book: engine}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
-		&commands.Silences{Book: engine}, &commands.Unsilence{Book: engine})
-	if err == nil {
-		err = reg.Register(&commands.Help{Registry: reg})
-	}
+	reg, err := newRegistry(engine, st)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -76,6 +73,47 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes 
 	})
 	return &app{cfg: cfg, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
 		watchers: newWatchers(cfg, st)}, nil
+}
+
+// newRegistry lists every command. With nil dependencies it still serves
+// for names and specs (config validation).
+func newRegistry(engine *incidents.Engine, st *store.Store) (*commands.Registry, error) {
+	reg, err := commands.NewRegistry(commands.Ping{},
+		&commands.Alerts{Book: engine}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
+		&commands.Silences{Book: engine}, &commands.Unsilence{Book: engine},
+		&commands.Audit{Log: st}, &commands.WhoAmI{})
+	if err == nil {
+		err = reg.Register(&commands.Help{Registry: reg})
+	}
+	return reg, err
+}
+
+// routerCommands are added by the router itself.
+var routerCommands = []string{"confirm", "cancel"}
+
+// policyProblems checks what config cannot: that policy rules name
+// existing commands.
+func policyProblems(cfg *config.Config) []config.Problem {
+	reg, err := newRegistry(nil, nil)
+	if err != nil {
+		return []config.Problem{{Key: "policy.rules", Msg: err.Error()}}
+	}
+	known := append(reg.Names(), routerCommands...)
+	var out []config.Problem
+	for i, r := range cfg.Policy.Rules {
+		key := fmt.Sprintf("policy.rules[%d].commands", i)
+		for _, name := range r.Commands {
+			if slices.Contains(known, name) {
+				continue
+			}
+			msg := fmt.Sprintf("unknown command %q (commands: %s)", name, strings.Join(known, ", "))
+			if near, ok := suggest.Closest(name, known); ok {
+				msg = fmt.Sprintf("unknown command %q (did you mean %q?)", name, near)
+			}
+			out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: msg})
+		}
+	}
+	return out
 }
 
 // alertRules builds the enabled rules with their severity overrides.

@@ -106,7 +106,7 @@ func checkConfig(cfg *config.Config, err error, path string, stdout, stderr io.W
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	ps := alertProblems(cfg)
+	ps := append(alertProblems(cfg), policyProblems(cfg)...)
 	// A file that configures Matrix must be complete enough for "vigie run".
 	if cfg.Matrix.Homeserver != "" || cfg.Matrix.UserID != "" {
 		ps = append(ps, cfg.MatrixProblems()...)

@@ -55,6 +55,11 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("bad config: %d\n%s", code, errOut)
 	}
 
+	policy := writeConfig(t, "[ldap]\nurl = \"ldap://127.0.0.1:389\"\nbind_dn = \"cn=vigie,dc=example,dc=org\"\nuser_base_dn = \"ou=people,dc=example,dc=org\"\nlocalpart_domains = [\"example.org\"]\n[[policy.rules]]\ncommands = [\"ping\", \"delpoy\", \"confirm\"]\ngroups = [\"cn=ops,dc=example,dc=org\"]\n")
+	if code, _, errOut := vigie(t, "", "check-config", "--config", policy); code != 1 || !strings.Contains(errOut, policy+":7: policy.rules[0].commands: unknown command \"delpoy\"") {
+		t.Fatalf("policy with an unknown command: %d\n%s", code, errOut)
+	}
+
 	t.Setenv("VIGIE_MATRIX_ACCESS_TOKEN", "")
 	incomplete := writeConfig(t, "[matrix]\nhomeserver = \"https://matrix.example.org\"\nuser_id = \"@vigie:example.org\"\nencryption = false\n")
 	if code, _, errOut := vigie(t, "", "check-config", "--config", incomplete); code != 1 || !strings.Contains(errOut, "VIGIE_MATRIX_ACCESS_TOKEN") {
