@@ -220,14 +220,14 @@ func (r *Router) apply(ctx context.Context, req *Request) (render.Node, error) {
 	rec.Principal = who.DN
 	if err != nil {
 		finish("denied", err)
-		return render.Node{}, fmt.Errorf("not applied: %w", err)
+		return render.Node{}, fmt.Errorf("not applied: %s", publicReason(err))
 	}
 	if p.needsApproval {
 		if _, err := r.cfg.Authorizer.Authorize(ctx, req, p.spec, StepApprove); err != nil {
 			rec.Detail = req.Sender + " tried to approve: " + err.Error()
 			rec.Outcome, rec.Duration = "denied", r.clock().Sub(started)
 			r.audit(ctx, rec) // the change stays pending for a real approver
-			return render.Node{}, fmt.Errorf("not approved: %w", err)
+			return render.Node{}, fmt.Errorf("not approved: %s", publicReason(err))
 		}
 	}
 	if !r.pending.claim(p) {

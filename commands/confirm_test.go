@@ -217,7 +217,7 @@ func TestConfirmationRules(t *testing.T) {
 	// Re-checked at confirmation: the directory down means no.
 	c, _ = code(t, f.say(t, "@alice:x", "bump web"))
 	f.pol.down = true
-	if msgs := f.say(t, "@alice:x", "confirm "+c); !strings.Contains(plains(msgs), "not applied: cannot check your groups right now") {
+	if msgs := f.say(t, "@alice:x", "confirm "+c); !strings.Contains(plains(msgs), "not applied: cannot check your groups right now; try again in a moment") {
 		t.Fatalf("directory down: %s", plains(msgs))
 	}
 	f.pol.down = false

@@ -79,6 +79,15 @@ type Authorizer interface {
 	NeedsApproval(req *Request, spec Spec) bool
 }
 
+// publicReason is what the chat may see of a refusal: a directory
+// outage's details (addresses, network errors) stay in the log and audit.
+func publicReason(err error) string {
+	if errors.Is(err, ErrUnavailable) {
+		return ErrUnavailable.Error() + "; try again in a moment"
+	}
+	return err.Error()
+}
+
 // ReadOnly allows every read command and refuses every change: the policy
 // until an authorization backend is configured.
 type ReadOnly struct{}
@@ -234,7 +243,7 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 	if err != nil {
 		rec.Detail = err.Error()
 		log.Warn().Str("command", spec.Name).Err(err).Msg("Command refused")
-		r.finish(ctx, in, rec, "denied", spec.Name, render.Group(render.Text("⛔ Not allowed: "), render.Code(spec.Name), render.Text(" — "+err.Error())))
+		r.finish(ctx, in, rec, "denied", spec.Name, render.Group(render.Text("⛔ Not allowed: "), render.Code(spec.Name), render.Text(" — "+publicReason(err))))
 		return
 	}
 	if spec.Access == Change {

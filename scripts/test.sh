@@ -15,10 +15,19 @@ command -v go >/dev/null || { echo "Go 1.26 is required: https://go.dev/dl/" >&2
 need_apt=()
 command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v git >/dev/null || need_apt+=(git)
+# The LDAP tests start their own slapd, with their own config on a free
+# loopback port, and load data with ldapmodify.
+[ -x /usr/sbin/slapd ] || need_apt+=(slapd)
+command -v ldapmodify >/dev/null || need_apt+=(ldap-utils)
 if ((${#need_apt[@]})); then
   say "Installing ${need_apt[*]} with apt-get"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
+  if [[ " ${need_apt[*]} " == *" slapd "* ]]; then
+    # Only the binary is wanted: no system directory, so no system server
+    # is configured or started.
+    echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
