@@ -12,10 +12,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vigie/vigie/auth"
 	"github.com/vigie/vigie/commands"
 	"github.com/vigie/vigie/config"
 	"github.com/vigie/vigie/incidents"
 	"github.com/vigie/vigie/internal/suggest"
+	"github.com/vigie/vigie/nomadops"
 	"github.com/vigie/vigie/outbox"
 	"github.com/vigie/vigie/store"
 	"github.com/vigie/vigie/telemetry"
@@ -60,7 +62,18 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes 
 		FlapWindow: a.FlapWindow.Duration, FlapThreshold: a.FlapThreshold, ReminderInterval: a.ReminderInterval.Duration,
 		MaxMessageBytes: cfg.Commands.MaxReplyBytes,
 	}, st)
-	reg, err := newRegistry(engine, st)
+	authz, explainer, err := newAuthorizer(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	nomad, err := nomadops.New(nomadops.Config{Address: cfg.Nomad.Address, Region: cfg.Nomad.Region,
+		Namespace: cfg.Nomad.Namespace, Token: cfg.Nomad.Token.Reveal()})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("nomad: %w", err)
+	}
+	reg, err := newRegistry(engine, st, explainer, nomad)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -68,20 +81,45 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes 
 	m := telemetry.NewMetrics()
 	box := outbox.New(st)
 	router := commands.NewRouter(commands.RouterConfig{
-		Registry: reg, Replies: box, Seen: st, Audit: st, Metrics: m,
+		Registry: reg, Replies: box, Seen: st, Audit: st, Authorizer: authz, Metrics: m,
 		Timeout: cfg.Commands.Timeout.Duration, MaxReplyBytes: cfg.Commands.MaxReplyBytes,
+		ConfirmTimeout: cfg.Policy.ConfirmTimeout.Duration, MutationsPerMin: cfg.Policy.MutationsPerMin,
+		AuditTransport: auditTransport, AuditRoom: cfg.Policy.AuditRoom,
 	})
 	return &app{cfg: cfg, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
 		watchers: newWatchers(cfg, st)}, nil
 }
 
+// auditTransport carries audit mirror lines: the audit room is a Matrix room.
+const auditTransport = "matrix"
+
+// newAuthorizer is the LDAP policy when a directory is configured, else
+// read-only commands for everyone and changes for no one.
+func newAuthorizer(cfg *config.Config) (commands.Authorizer, commands.Explainer, error) {
+	if cfg.LDAP.URL == "" {
+		return commands.ReadOnly{}, nil, nil
+	}
+	dir, err := auth.NewDirectory(cfg.LDAP)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ldap: %w", err)
+	}
+	p, err := auth.NewPolicy(cfg.Policy, dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: %w", err)
+	}
+	return p, p, nil
+}
+
 // newRegistry lists every command. With nil dependencies it still serves
 // for names and specs (config validation).
-func newRegistry(engine *incidents.Engine, st *store.Store) (*commands.Registry, error) {
+func newRegistry(engine *incidents.Engine, st *store.Store, directory commands.Explainer, nomad *nomadops.Client) (*commands.Registry, error) {
 	reg, err := commands.NewRegistry(commands.Ping{},
 		&commands.Alerts{Book: engine}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
 		&commands.Silences{Book: engine}, &commands.Unsilence{Book: engine},
-		&commands.Audit{Log: st}, &commands.WhoAmI{})
+		&commands.Audit{Log: st}, &commands.WhoAmI{Directory: directory},
+		&commands.Status{Nomad: nomad}, &commands.Jobs{Nomad: nomad}, &commands.Job{Nomad: nomad}, &commands.Logs{Nomad: nomad},
+		&commands.Deploy{Nomad: nomad}, &commands.Rollback{Nomad: nomad}, &commands.Scale{Nomad: nomad},
+		&commands.Restart{Nomad: nomad}, &commands.Promote{Nomad: nomad})
 	if err == nil {
 		err = reg.Register(&commands.Help{Registry: reg})
 	}
@@ -94,7 +132,7 @@ var routerCommands = []string{"confirm", "cancel"}
 // policyProblems checks what config cannot: that policy rules name
 // existing commands.
 func policyProblems(cfg *config.Config) []config.Problem {
-	reg, err := newRegistry(nil, nil)
+	reg, err := newRegistry(nil, nil, nil, nil)
 	if err != nil {
 		return []config.Problem{{Key: "policy.rules", Msg: err.Error()}}
 	}

@@ -67,6 +67,8 @@ type Server struct {
 	failCode int
 	requests []string
 	closed   bool
+
+	jobs jobsState // jobs.go: jobs, deployments, allocations, nodes
 }
 
 // item is a buffered frame or a raw line injected by Garbage.
@@ -249,18 +251,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		plainError(w, fail, body)
 		return
 	}
-	if r.Method != http.MethodGet {
-		// Deviation: only reads are implemented.
+	path := r.URL.Path
+	if r.Method != http.MethodGet && !writable(path) {
+		// Deviation: only the writes of jobs.go are implemented.
 		plainError(w, http.StatusMethodNotAllowed, "Invalid method")
 		return
 	}
-	path := r.URL.Path
 	if path == "/v1/acl/token/self" {
 		s.tokenSelf(w, r)
 		return
 	}
 	if msg := s.denied(r); msg != "" {
 		plainError(w, http.StatusForbidden, msg)
+		return
+	}
+	// Jobs, allocations, deployments and nodes come from the state
+	// (jobs.go), which starts as the capture.
+	if s.serveState(w, r) {
 		return
 	}
 	switch {
@@ -270,16 +277,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		serveFile(w, "status-leader", "json", 0)
 	// Deviation: list endpoints ignore pagination (per_page, next_token)
 	// and filters, serving the whole captured list.
-	case path == "/v1/jobs":
-		serveFile(w, "jobs", "json", s.tableIndex("Job"))
-	case path == "/v1/allocations":
-		serveFile(w, "allocations", "json", s.tableIndex("Allocation"))
 	case path == "/v1/evaluations":
 		serveFile(w, "evaluations", "json", s.tableIndex("Evaluation"))
-	case path == "/v1/deployments":
-		serveFile(w, "deployments", "json", s.tableIndex("Deployment"))
-	case path == "/v1/nodes":
-		serveFile(w, "nodes", "json", s.tableIndex("Node"))
 	case strings.HasPrefix(path, "/v1/allocation/"):
 		allocation(w, strings.TrimPrefix(path, "/v1/allocation/"))
 	case strings.HasPrefix(path, "/v1/client/fs/logs/"):
