@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,10 +183,10 @@ func (r *Router) preview(ctx context.Context, in Incoming, req *Request, spec Sp
 		return "", err
 	}
 	how := render.Group(render.Text("Confirm with "), render.Code(commandLine(req.Prefix, "confirm "+p.code)),
-		render.Text(" or react ✅ within "+r.pending.timeout.String()+"; anything else you send here cancels it."))
+		render.Text(" or react ✅ within "+shortDuration(r.pending.timeout)+"; anything else you send here cancels it."))
 	if p.needsApproval {
 		how = render.Group(render.Text("Two-person rule: someone else from the approvers confirms with "),
-			render.Code(commandLine(req.Prefix, "confirm "+p.code)), render.Text(" or ✅ within "+r.pending.timeout.String()+"."))
+			render.Code(commandLine(req.Prefix, "confirm "+p.code)), render.Text(" or ✅ within "+shortDuration(r.pending.timeout)+"."))
 	}
 	node := render.Group(render.Heading(render.Text("⚠️ "+spec.Name+": "+ch.Summary)), ch.Preview, render.Line(), how)
 	ids, err := r.send(ctx, outbox.Message{Transport: in.Transport, Room: in.Room, ReplyTo: in.EventID, Content: render.RenderLimit(r.cfg.MaxReplyBytes, node)})
@@ -269,4 +270,13 @@ func (m *messageProgress) Update(ctx context.Context, status render.Node) error 
 		m.id = ids[0]
 	}
 	return err
+}
+
+// shortDuration prints 2m rather than 2m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	return s
 }
