@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/vigie/vigie/internal/fakenomad"
+	"github.com/vigie/vigie/internal/testenv"
+	"github.com/vigie/vigie/store"
+)
+
+const opsLDIF = `dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,dc=example,dc=org
+objectClass: organizationalUnit
+ou: groups
+
+dn: uid=alice,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: Ops
+
+dn: uid=bob,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob
+sn: Dev
+
+dn: cn=deployers,ou=groups,dc=example,dc=org
+objectClass: groupOfNames
+cn: deployers
+member: uid=alice,ou=people,dc=example,dc=org
+`
+
+var confirmCode = regexp.MustCompile(`confirm (\d{6})`)
+
+// replyWith waits for a bot reply to cmd containing want and returns it.
+func (e *matrixEnv) replyWith(t *testing.T, room string, cmd, want string) string {
+	t.Helper()
+	var body string
+	e.alice.WaitForMessages(t, idRoom(room), 30*time.Second, func(msgs []*event.Event) bool {
+		for _, m := range msgs {
+			c := m.Content.AsMessage()
+			if m.Sender == e.botID && c.RelatesTo.GetReplyTo().String() == cmd && strings.Contains(c.Body, want) {
+				body = c.Body
+				return true
+			}
+		}
+		return false
+	})
+	return body
+}
+
+func TestDeployFromMatrixAuthorizedByLDAP(t *testing.T) {
+	e := newMatrixEnv(t)
+	ldap := testenv.StartSlapd(t, opsLDIF)
+	nomad := fakenomad.New(t, fakenomad.Config{})
+	nomad.SetDeploymentStep(100 * time.Millisecond)
+	nomad.AddJob(fakenomad.ShopJob())
+	room := e.alice.CreateRoom(t, false, e.botID, e.bob.ID)
+	e.bob.JoinRoom(t, room)
+
+	pw := filepath.Join(e.dir, "ldap-password")
+	if err := os.WriteFile(pw, []byte(ldap.AdminPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf(`[nomad]
+address = %q
+watch = false
+[consul]
+watch = false
+[ldap]
+url = %q
+bind_dn = %q
+bind_password_file = %q
+timeout = "1s"
+user_base_dn = "ou=people,dc=example,dc=org"
+localpart_domains = ["localhost"]
+[policy]
+read_open = true
+[[policy.rules]]
+commands = ["deploy"]
+groups = ["cn=deployers,ou=groups,dc=example,dc=org"]
+`, nomad.URL, ldap.URL, ldap.AdminDN, pw)
+	if err := os.WriteFile(e.config, append(cfg, extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bot, _ := e.start(t)
+	e.alice.WaitForJoin(t, room, e.botID, 30*time.Second)
+	const image = "registry.example.org/shop/app:1.5.0"
+	deploy := "!vigie deploy shop image=" + image + " task=app"
+
+	// Allowed: preview, confirm, live progress, result.
+	ev := e.alice.SendText(t, room, deploy)
+	preview := e.replyWith(t, room.String(), ev.String(), "Nomad's plan")
+	if !strings.Contains(preview, "frontend/app: registry.example.org/shop/app:1.4.2 → "+image) {
+		t.Fatalf("preview:\n%s", preview)
+	}
+	code := confirmCode.FindStringSubmatch(preview)[1]
+	confirm := e.alice.SendText(t, room, "!vigie confirm "+code)
+	result := e.replyWith(t, room.String(), confirm.String(), "deployed")
+	if !strings.HasPrefix(result, "✅ shop version 1 deployed in") {
+		t.Fatalf("result: %s", result)
+	}
+	msgs := e.alice.Messages(t, room)
+	var progressEdits int
+	for _, m := range msgs {
+		c := m.Content.AsMessage()
+		if m.Sender == e.botID && c.RelatesTo.GetReplaceID() != "" && c.NewContent != nil && strings.Contains(c.NewContent.Body, "shop version 1: deployment") {
+			progressEdits++
+		}
+	}
+	if progressEdits < 2 {
+		t.Fatalf("the progress message was edited %d times", progressEdits)
+	}
+	if got := nomad.Job("shop").TaskGroups[0].Tasks[0].Config["image"]; got != image {
+		t.Fatalf("Nomad runs %v", got)
+	}
+
+	// Outside the group: refused, and the refusal is audited.
+	ev = e.bob.SendText(t, room, deploy)
+	e.replyWith(t, room.String(), ev.String(), "⛔ Not allowed: deploy — you (uid=bob,ou=people,dc=example,dc=org) are not in any group")
+	st, err := store.Open(t.Context(), e.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log, err := st.AuditLog(t.Context(), store.AuditFilter{Limit: 5, Actor: e.bob.ID.String()})
+	if err != nil || len(log) == 0 || log[0].Outcome != "denied" || log[0].Principal != "uid=bob,ou=people,dc=example,dc=org" {
+		t.Fatalf("bob's audit: %+v %v", log, err)
+	}
+	ev = e.alice.SendText(t, room, "!vigie whoami")
+	if who := e.replyWith(t, room.String(), ev.String(), "uid=alice"); !strings.Contains(who, "cn=deployers,ou=groups,dc=example,dc=org") {
+		t.Fatalf("whoami: %s", who)
+	}
+
+	// LDAP down: a preview may come from the short cache, but applying a
+	// change checks afresh: denied with a clear reply, never a crash.
+	ldap.Stop()
+	ev = e.alice.SendText(t, room, "!vigie deploy shop image=registry.example.org/shop/app:1.6.0 task=app")
+	code = confirmCode.FindStringSubmatch(e.replyWith(t, room.String(), ev.String(), "Nomad's plan"))[1]
+	confirm = e.alice.SendText(t, room, "!vigie confirm "+code)
+	e.replyWith(t, room.String(), confirm.String(), "not applied: cannot check your groups right now")
+	if got := nomad.Job("shop").TaskGroups[0].Tasks[0].Config["image"]; got != image {
+		t.Fatalf("applied without LDAP: Nomad runs %v", got)
+	}
+	ev = e.alice.SendText(t, room, "!vigie ping")
+	e.replyWith(t, room.String(), ev.String(), "pong")
+	bot.stop(t)
+}
+
+func idRoom(s string) id.RoomID { return id.RoomID(s) }
