@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/vigie/vigie/render"
 )
@@ -28,11 +29,11 @@ func (j *Jobs) Run(ctx context.Context, req *Request) (render.Node, error) {
 	if len(jobs) == 0 {
 		return render.Text("No job matches " + glob + "."), nil
 	}
-	rows := make([]render.Node, len(jobs))
+	rows := make([][]string, len(jobs))
 	for i, job := range jobs {
 		a := job.Allocs
-		rows[i] = render.Group(render.Code(job.ID), render.Text(fmt.Sprintf(" %s %s · %d running, %d starting, %d queued, %d failed",
-			job.Type, job.Status, a.Running, a.Starting, a.Queued, a.Failed)))
+		rows[i] = []string{job.ID, job.Type, job.Status, strconv.Itoa(a.Running), strconv.Itoa(a.Starting), strconv.Itoa(a.Queued), strconv.Itoa(a.Failed)}
 	}
-	return render.Group(render.Heading(render.Text(fmt.Sprintf("%d job(s)", len(jobs)))), render.List(rows...)), nil
+	return render.Group(render.Heading(render.Text(fmt.Sprintf("%d job(s)", len(jobs)))),
+		render.Table([]string{"Job", "Type", "Status", "Running", "Starting", "Queued", "Failed"}, rows...)), nil
 }

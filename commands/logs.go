@@ -12,8 +12,12 @@ import (
 // Logs shows the end of a task's output.
 type Logs struct{ Nomad NomadReader }
 
-// maxLogLines bounds one logs reply.
-const maxLogLines = 200
+// maxLogLines bounds one logs reply; beyond inlineLogLines they go to a
+// thread so that the room stays readable.
+const (
+	maxLogLines    = 200
+	inlineLogLines = 10
+)
 
 // Spec implements Command.
 func (l *Logs) Spec() Spec {
@@ -50,5 +54,10 @@ func (l *Logs) Run(ctx context.Context, req *Request) (render.Node, error) {
 	if len(tail.Lines) == 0 {
 		return render.Text(head + ": empty."), nil
 	}
-	return render.Group(render.Heading(render.Text(head)), render.Pre(strings.Join(tail.Lines, "\n"))), nil
+	out := render.Pre(strings.Join(tail.Lines, "\n"))
+	if len(tail.Lines) > inlineLogLines {
+		req.InThread(out)
+		return render.Text("📄 " + head + ": in the thread."), nil
+	}
+	return render.Group(render.Heading(render.Text(head)), out), nil
 }

@@ -57,7 +57,13 @@ type Request struct {
 	Sender    string // Matrix user ID, or the console's local identity
 	Prefix    string // how commands are written in this transport, for help texts
 	ReactsTo  int64  // for a reaction: the outbox ID of the message reacted to
+
+	thread []render.Node // posted in the thread of the reply
 }
+
+// InThread adds a message to post in the thread under the command's reply:
+// long output that would drown the room.
+func (r *Request) InThread(n render.Node) { r.thread = append(r.thread, n) }
 
 // Command is anything the registry holds: a Handler, or a Confirmable.
 type Command interface {

@@ -283,7 +283,13 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 		if in.Quiet {
 			reply = render.Node{}
 		}
-		r.finish(ctx, in, rec, "ok", spec.Name, reply)
+		root := r.finish(ctx, in, rec, "ok", spec.Name, reply)
+		for _, n := range req.thread {
+			msg := outbox.Message{Transport: in.Transport, Room: in.Room, ThreadRoot: root, Content: render.RenderLimit(r.cfg.MaxReplyBytes, n)}
+			if _, err := r.send(ctx, msg); err != nil {
+				log.Error().Err(err).Msg("Cannot queue a thread reply")
+			}
+		}
 	}
 	r.cfg.Metrics.CommandLatency.WithLabelValues(spec.Name).Observe(r.clock().Sub(received).Seconds())
 }
@@ -315,9 +321,10 @@ func (r *Router) guard(ctx context.Context, spec Spec, req *Request, fn func(con
 	return err
 }
 
-// finish queues the reply, audits and counts the outcome.
-func (r *Router) finish(ctx context.Context, in Incoming, rec store.AuditRecord, outcome, metricName string, reply render.Node) {
-	r.reply(ctx, in, reply)
+// finish queues the reply, audits and counts the outcome; it returns the
+// reply's outbox ID (0 if none).
+func (r *Router) finish(ctx context.Context, in Incoming, rec store.AuditRecord, outcome, metricName string, reply render.Node) int64 {
+	id := r.reply(ctx, in, reply)
 	rec.Outcome = outcome
 	rec.Duration = r.clock().Sub(rec.At)
 	r.audit(ctx, rec)
@@ -325,6 +332,7 @@ func (r *Router) finish(ctx context.Context, in Incoming, rec store.AuditRecord,
 		metricName = "unknown" // never a user-typed name: it would explode the label set
 	}
 	r.cfg.Metrics.Commands.WithLabelValues(metricName, outcome).Inc()
+	return id
 }
 
 // audit stores a record and mirrors it to the audit room, if any.
@@ -349,14 +357,17 @@ func auditDetail(rec store.AuditRecord) string {
 	return ": " + clip(rec.Detail, 300)
 }
 
-func (r *Router) reply(ctx context.Context, in Incoming, reply render.Node) {
+func (r *Router) reply(ctx context.Context, in Incoming, reply render.Node) int64 {
 	if reply.IsZero() {
-		return
+		return 0
 	}
 	msg := outbox.Message{Transport: in.Transport, Room: in.Room, ReplyTo: in.EventID, Content: render.RenderLimit(r.cfg.MaxReplyBytes, reply)}
-	if _, err := r.send(ctx, msg); err != nil {
+	ids, err := r.send(ctx, msg)
+	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("Cannot queue reply")
+		return 0
 	}
+	return ids[0]
 }
 
 func (r *Router) send(ctx context.Context, msgs ...outbox.Message) ([]int64, error) {

@@ -30,6 +30,8 @@ const (
 	kList    // children are items
 	kGroup   // children in sequence
 	kHeading // a short bold title line
+	kTable   // children are rows (kRow) of text cells; the first is the header
+	kRow
 )
 
 // Text is plain untrusted text.
@@ -61,6 +63,20 @@ func Group(n ...Node) Node { return Node{kind: kGroup, children: n} }
 
 // Heading is a title line.
 func Heading(n ...Node) Node { return Node{kind: kHeading, children: n} }
+
+// Table is rows of untrusted text under a header row: an HTML table for
+// Matrix clients, columns aligned with spaces in plain text.
+func Table(header []string, rows ...[]string) Node {
+	t := Node{kind: kTable}
+	for _, cells := range append([][]string{header}, rows...) {
+		row := Node{kind: kRow}
+		for _, c := range cells {
+			row.children = append(row.children, Text(c))
+		}
+		t.children = append(t.children, row)
+	}
+	return t
+}
 
 // IsZero reports whether n is the zero Node: nothing to render.
 func (n Node) IsZero() bool { return n.kind == 0 }
@@ -134,6 +150,9 @@ func (r *renderer) node(n Node) {
 		r.raw(r.w.open(kPre, r.listDepth))
 		r.text(n.text, r.w.escapePre)
 		r.raw(r.w.close(kPre, r.listDepth))
+	case kTable:
+		r.blockStart()
+		r.w.table(r, n)
 	case kList:
 		r.blockStart()
 		r.raw(r.w.open(kList, r.listDepth))
@@ -224,6 +243,7 @@ type writer interface {
 	itemClose() string
 	blockBreak() string
 	note() string
+	table(r *renderer, t Node)
 }
 
 type htmlWriter struct{}
@@ -273,7 +293,39 @@ func (htmlWriter) close(k kind, _ int) string {
 func (htmlWriter) itemOpen(int) string { return "<li>" }
 func (htmlWriter) itemClose() string   { return "</li>" }
 func (htmlWriter) blockBreak() string  { return "" }
-func (htmlWriter) note() string        { return "<br><em>" + truncNote + "</em>" }
+
+func (htmlWriter) table(r *renderer, t Node) {
+	r.raw("<table>")
+	body := false
+	for i, row := range t.children {
+		if r.truncated {
+			break
+		}
+		cell := "td"
+		if i == 0 {
+			cell = "th"
+			r.raw("<thead>")
+		} else if i == 1 {
+			r.raw("<tbody>")
+			body = true
+		}
+		r.raw("<tr>")
+		for _, c := range row.children {
+			r.raw("<" + cell + ">")
+			r.node(c)
+			r.raw("</" + cell + ">")
+		}
+		r.raw("</tr>")
+		if i == 0 {
+			r.raw("</thead>")
+		}
+	}
+	if body {
+		r.raw("</tbody>")
+	}
+	r.raw("</table>")
+}
+func (htmlWriter) note() string { return "<br><em>" + truncNote + "</em>" }
 
 type plainWriter struct{}
 
@@ -294,4 +346,40 @@ func (plainWriter) close(k kind, _ int) string {
 func (plainWriter) itemOpen(depth int) string { return strings.Repeat("  ", depth-1) + "- " }
 func (plainWriter) itemClose() string         { return "\n" }
 func (plainWriter) blockBreak() string        { return "\n" }
-func (plainWriter) note() string              { return "\n" + truncNote }
+
+// table pads columns to their widest cell, in runes; the last column is
+// not padded, and a dashed line separates the header.
+func (plainWriter) table(r *renderer, t Node) {
+	var widths []int
+	for _, row := range t.children {
+		for j, c := range row.children {
+			if j >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[j] = max(widths[j], utf8.RuneCountInString(c.text))
+		}
+	}
+	for i, row := range t.children {
+		if r.truncated {
+			return
+		}
+		for j, c := range row.children {
+			if j > 0 {
+				r.raw("  ")
+			}
+			r.text(c.text, func(s string) string { return s })
+			if j < len(row.children)-1 {
+				r.raw(strings.Repeat(" ", widths[j]-utf8.RuneCountInString(c.text)))
+			}
+		}
+		r.raw("\n")
+		if i == 0 {
+			total := 0
+			for _, w := range widths {
+				total += w + 2
+			}
+			r.raw(strings.Repeat("-", max(total-2, 0)) + "\n")
+		}
+	}
+}
+func (plainWriter) note() string { return "\n" + truncNote }

@@ -39,6 +39,31 @@ func TestStructure(t *testing.T) {
 	}
 }
 
+func TestTable(t *testing.T) {
+	m := Render(Text("Jobs:"), Table([]string{"ID", "Status", "Running"}, []string{"web", "running", "2"}, []string{"<crasher>", "dead", "0"}))
+	wantPlain := "Jobs:\nID         Status   Running\n---------------------------\nweb        running  2\n<crasher>  dead     0"
+	if m.Plain != wantPlain {
+		t.Errorf("plain\n got %q\nwant %q", m.Plain, wantPlain)
+	}
+	wantHTML := "Jobs:<table><thead><tr><th>ID</th><th>Status</th><th>Running</th></tr></thead><tbody><tr><td>web</td><td>running</td><td>2</td></tr>" +
+		"<tr><td>&lt;crasher&gt;</td><td>dead</td><td>0</td></tr></tbody></table>"
+	if m.HTML != wantHTML {
+		t.Errorf("html\n got %s\nwant %s", m.HTML, wantHTML)
+	}
+	assertWellFormed(t, m.HTML)
+	long := RenderLimit(1000, Table([]string{"a"}, func() [][]string {
+		var rows [][]string
+		for range 500 {
+			rows = append(rows, []string{"row"})
+		}
+		return rows
+	}()...))
+	if len(long.HTML) > 1000 || len(long.Plain) > 1000 || !strings.Contains(long.Plain, "truncated") {
+		t.Errorf("long table: %d/%d bytes", len(long.HTML), len(long.Plain))
+	}
+	assertWellFormed(t, long.HTML)
+}
+
 func TestTruncation(t *testing.T) {
 	long := strings.Repeat("<é>", 100000)
 	m := RenderLimit(4000, Heading(Text("title")), Pre(long), List(Text("never shown")))
@@ -72,7 +97,8 @@ func TestTruncation(t *testing.T) {
 // assertWellFormed checks that the HTML uses only our tags, all balanced.
 func assertWellFormed(t testing.TB, s string) {
 	t.Helper()
-	allowed := map[string]bool{"strong": true, "em": true, "code": true, "pre": true, "ul": true, "li": true, "br": true}
+	allowed := map[string]bool{"strong": true, "em": true, "code": true, "pre": true, "ul": true, "li": true, "br": true,
+		"table": true, "thead": true, "tbody": true, "tr": true, "th": true, "td": true}
 	var stack []string
 	z := html.NewTokenizer(strings.NewReader(s))
 	for {
@@ -110,7 +136,7 @@ func FuzzRender(f *testing.F) {
 		if limit < 0 || limit > 1<<16 {
 			limit = 0
 		}
-		nodes := []Node{Text(s), Code(s), Pre(s), List(Text(s), Bold(Italic(Text(s)))), Line(Heading(Text(s)))}
+		nodes := []Node{Text(s), Code(s), Pre(s), List(Text(s), Bold(Italic(Text(s)))), Line(Heading(Text(s))), Table([]string{s, "b"}, []string{"x", s})}
 		k := int(shape) % len(nodes)
 		m := RenderLimit(limit, nodes[k:]...)
 		if limit > 0 && (len(m.HTML) > limit || len(m.Plain) > limit) {
