@@ -115,7 +115,7 @@ func TestNomadReadCommands(t *testing.T) {
 	f, _ := newNomadFixture(t)
 	for in, want := range map[string]string{
 		"status":              "Nodes: 1 ready of 1",
-		"jobs":                "shop service",
+		"jobs":                "Job      Type     Status",
 		"jobs cr*":            "crasher",
 		"job shop":            "frontend: 2/2 running",
 		"job wbe":             `did you mean "web"`,
