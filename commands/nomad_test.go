@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +15,9 @@ import (
 )
 
 // newNomadFixture runs the Nomad commands through a router, on nomadops
-// and the stateful fake Nomad holding the docker job "shop".
-func newNomadFixture(t *testing.T) (*confirmFixture, *fakenomad.Server) {
+// and the stateful fake Nomad holding the docker job "shop"; deploy takes
+// jobspecs from the directory jobspecs, "" for none.
+func newNomadFixture(t *testing.T, jobspecs string) (*confirmFixture, *fakenomad.Server) {
 	fake := fakenomad.New(t, fakenomad.Config{})
 	fake.SetDeploymentStep(20 * time.Millisecond)
 	fake.AddJob(fakenomad.ShopJob())
@@ -30,7 +32,7 @@ func newNomadFixture(t *testing.T) (*confirmFixture, *fakenomad.Server) {
 	t.Cleanup(func() { st.Close() })
 	f := &confirmFixture{routerFixture: &routerFixture{st: st, metrics: telemetry.NewMetrics()},
 		pol: &policy{allowed: map[string]bool{"@alice:x": true}}, now: time.Now()}
-	reg, err := NewRegistry(&Deploy{Nomad: nomad}, &Rollback{Nomad: nomad}, &Status{Nomad: nomad}, &Jobs{Nomad: nomad},
+	reg, err := NewRegistry(&Deploy{Nomad: nomad, JobspecsDir: jobspecs}, &Rollback{Nomad: nomad}, &Status{Nomad: nomad}, &Jobs{Nomad: nomad},
 		&Job{Nomad: nomad}, &Logs{Nomad: nomad}, &Scale{Nomad: nomad})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +45,7 @@ func newNomadFixture(t *testing.T) (*confirmFixture, *fakenomad.Server) {
 const newShop = "registry.example.org/shop/app:1.5.0"
 
 func TestDeployPreviewConfirmFollow(t *testing.T) {
-	f, fake := newNomadFixture(t)
+	f, fake := newNomadFixture(t, "")
 	if out := plains(f.say(t, "@alice:x", "deploy shop image="+newShop)); !strings.Contains(out, "several Docker tasks (frontend/app, frontend/proxy, worker/worker): say which with task=") {
 		t.Fatalf("ambiguous deploy:\n%s", out)
 	}
@@ -79,7 +81,7 @@ func TestDeployPreviewConfirmFollow(t *testing.T) {
 }
 
 func TestDeployRefusals(t *testing.T) {
-	f, fake := newNomadFixture(t)
+	f, fake := newNomadFixture(t, "")
 	for in, want := range map[string]string{
 		"deploy shop image=NGINX task=app":   "NGINX",
 		"deploy shpo image=nginx:1 task=app": `did you mean "shop"`,
@@ -112,7 +114,7 @@ func TestDeployRefusals(t *testing.T) {
 }
 
 func TestNomadReadCommands(t *testing.T) {
-	f, _ := newNomadFixture(t)
+	f, _ := newNomadFixture(t, "")
 	for in, want := range map[string]string{
 		"status":              "Nodes: 1 ready of 1",
 		"jobs":                "Job      Type     Status",
@@ -121,6 +123,56 @@ func TestNomadReadCommands(t *testing.T) {
 		"job wbe":             `did you mean "web"`,
 		"logs crasher stderr": "crashing on purpose",
 		"logs crasher 500":    "give 1 to 200",
+	} {
+		if out := plains(f.say(t, "@alice:x", in)); !strings.Contains(out, want) {
+			t.Errorf("%q → %q, want %q", in, out, want)
+		}
+	}
+}
+
+func TestDeployJobspec(t *testing.T) {
+	dir := t.TempDir()
+	web, err := os.ReadFile("../internal/fakenomad/testdata/jobs/web.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{
+		"web.nomad.hcl": string(web), // the fake runs web-v2.hcl: this goes back to release v1
+		"api.hcl":       string(web),
+		"crasher.hcl":   `job "crasher" {`,
+		"README.md":     "not a jobspec",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, fake := newNomadFixture(t, dir)
+	msgs := f.say(t, "@alice:x", "deploy web")
+	out := plains(msgs)
+	for _, want := range []string{"⚠️ deploy: web: from web.nomad.hcl", "Job web, version 1 → 2, from web.nomad.hcl:",
+		`web/server: Env.RELEASE: "v2" → "v1"`, "web: 1 replaced"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("preview lacks %q:\n%s", want, out)
+		}
+	}
+	c, _ := code(t, msgs)
+	msgs = f.say(t, "@alice:x", "confirm "+c)
+	if last := msgs[len(msgs)-1].Plain; !strings.HasPrefix(last, "✅ web version 2 deployed in") || !strings.HasSuffix(last, ": from web.nomad.hcl") {
+		t.Fatalf("result %q of:\n%s", last, plains(msgs))
+	}
+	if env := fake.Job("web").TaskGroups[0].Tasks[0].Env["RELEASE"]; env != "v1" {
+		t.Fatalf("registered RELEASE=%s", env)
+	}
+
+	for in, want := range map[string]string{
+		"deploy ../etc/passwd":     `"../etc/passwd" is not a job name`,
+		"deploy .hidden":           `".hidden" is not a job name`,
+		"deploy shop":              "no jobspec for job shop (shop.nomad.hcl or shop.hcl); there are: api, crasher, web. Usage:",
+		"deploy web task=server":   "task= goes with image=",
+		"deploy web":               "nothing to change: job web already runs this jobspec (version 2)",
+		"deploy api":               `deploy failed: api.hcl: it declares job "web"`,
+		"deploy crasher":           "deploy failed: crasher.hcl: Nomad cannot parse it: Failed to parse job: input.hcl:",
+		"deploy web image=nginx:1": "job web has no docker task",
 	} {
 		if out := plains(f.say(t, "@alice:x", in)); !strings.Contains(out, want) {
 			t.Errorf("%q → %q, want %q", in, out, want)

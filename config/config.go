@@ -170,6 +170,7 @@ type Nomad struct {
 	Topics        []string `toml:"topics"`         // event stream topics
 	Namespaces    []string `toml:"namespaces"`     // namespaces watched; "*" is all
 	StreamTimeout Duration `toml:"stream_timeout"` // a stream silent this long is dead
+	JobspecsDir   string   `toml:"jobspecs_dir"`   // jobspecs deploy registers; "" for none
 	Token         Secret   `toml:"-"`
 }
 
@@ -253,6 +254,7 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	if path != "" {
 		c.resolvePaths(path)
 	}
+	c.checkJobspecsDir(d)
 	c.resolveSecrets(getenv, d)
 	if len(d.problems) > 0 {
 		sortProblems(d.problems)
@@ -318,7 +320,7 @@ func (c *Config) resolvePaths(path string) {
 	for _, p := range []*string{
 		&c.DataDir,
 		&c.Matrix.AccessTokenFile, &c.Matrix.PasswordFile, &c.Matrix.PickleKeyFile,
-		&c.Nomad.TokenFile, &c.Consul.TokenFile,
+		&c.Nomad.TokenFile, &c.Nomad.JobspecsDir, &c.Consul.TokenFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)

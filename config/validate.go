@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -258,6 +259,22 @@ func (c *Config) validateWatchers(d *decoder) {
 	}
 	if cs.MinInterval.Duration <= 0 {
 		d.add("consul.min_interval", "must be greater than 0")
+	}
+}
+
+// checkJobspecsDir checks that nomad.jobspecs_dir, once made absolute,
+// is a directory: a mistake there would otherwise only show at the first
+// deploy of a jobspec.
+func (c *Config) checkJobspecsDir(d *decoder) {
+	dir := c.Nomad.JobspecsDir
+	if dir == "" {
+		return
+	}
+	switch fi, err := os.Stat(dir); {
+	case err != nil:
+		d.add("nomad.jobspecs_dir", "must be a directory of jobspecs: %v", err)
+	case !fi.IsDir():
+		d.add("nomad.jobspecs_dir", "must be a directory of jobspecs, %s is not one", dir)
 	}
 }
 

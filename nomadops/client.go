@@ -1,13 +1,13 @@
 // Package nomadops is the Nomad operations layer of the chat commands:
-// cluster and job status, task logs, image deployments with a preview,
-// rollbacks, scaling, rolling restarts and canary promotion, over the
-// official API client. Results are small structs the commands render;
+// cluster and job status, task logs, image and jobspec deployments with a
+// preview, rollbacks, scaling, rolling restarts and canary promotion, over
+// the official API client. Results are small structs the commands render;
 // the API's types stay inside.
 //
-// Every change has a preview step (PlanImage, PlanRollback, PlanScale)
-// whose result is applied as previewed or not at all: the apply enforces
-// the job's modify index or version, and a job changed meanwhile gives a
-// *JobChangedError (errors.Is ErrJobChanged).
+// Every change has a preview step (PlanImage, PlanJobspec, PlanRollback,
+// PlanScale) whose result is applied as previewed or not at all: the
+// apply enforces the job's modify index or version, and a job changed
+// meanwhile gives a *JobChangedError (errors.Is ErrJobChanged).
 package nomadops
 
 import (

@@ -13,13 +13,14 @@ import (
 	"github.com/hashicorp/nomad/api"
 )
 
-// ImagePlan is the preview of an image change, to show and then apply
-// with Register. It holds the job to register, so it lives in memory
-// only.
+// ImagePlan is the preview of an image change (PlanImage) or of a
+// jobspec (PlanJobspec), to show and then apply with Register. It holds
+// the job to register, so it lives in memory only.
 type ImagePlan struct {
 	JobID          string
 	Version        uint64        // the version the change replaces
 	JobModifyIndex uint64        // the job's modify index, which Register enforces
+	NewJob         bool          // a first registration: Version and JobModifyIndex are 0
 	Changes        []ImageChange // from Nomad's diff, by group and task
 	Updates        []GroupUpdate // what Nomad will do, by group
 	// Other lists the other differences Nomad's diff shows, as
@@ -217,7 +218,7 @@ const evalWait = 10 * time.Second
 // is registered.
 func (c *Client) Register(ctx context.Context, plan ImagePlan) (evalID, deploymentID string, err error) {
 	if plan.job == nil {
-		return "", "", errors.New("nomadops: Register needs a plan made by PlanImage")
+		return "", "", errors.New("nomadops: Register needs a plan made by PlanImage or PlanJobspec")
 	}
 	resp, _, err := c.api.Jobs().RegisterOpts(plan.job, &api.RegisterOptions{EnforceIndex: true, ModifyIndex: plan.JobModifyIndex}, writeOpts(ctx))
 	if err != nil {

@@ -73,7 +73,7 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes 
 		st.Close()
 		return nil, fmt.Errorf("nomad: %w", err)
 	}
-	reg, err := newRegistry(engine, st, explainer, nomad)
+	reg, err := newRegistry(engine, st, explainer, nomad, cfg.Nomad.JobspecsDir)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -112,13 +112,13 @@ func newAuthorizer(cfg *config.Config) (commands.Authorizer, commands.Explainer,
 
 // newRegistry lists every command. With nil dependencies it still serves
 // for names and specs (config validation).
-func newRegistry(engine *incidents.Engine, st *store.Store, directory commands.Explainer, nomad *nomadops.Client) (*commands.Registry, error) {
+func newRegistry(engine *incidents.Engine, st *store.Store, directory commands.Explainer, nomad *nomadops.Client, jobspecsDir string) (*commands.Registry, error) {
 	reg, err := commands.NewRegistry(commands.Ping{},
 		&commands.Alerts{Book: engine}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
 		&commands.Silences{Book: engine}, &commands.Unsilence{Book: engine},
 		&commands.Audit{Log: st}, &commands.WhoAmI{Directory: directory},
 		&commands.Status{Nomad: nomad}, &commands.Jobs{Nomad: nomad}, &commands.Job{Nomad: nomad}, &commands.Logs{Nomad: nomad},
-		&commands.Deploy{Nomad: nomad}, &commands.Rollback{Nomad: nomad}, &commands.Scale{Nomad: nomad},
+		&commands.Deploy{Nomad: nomad, JobspecsDir: jobspecsDir}, &commands.Rollback{Nomad: nomad}, &commands.Scale{Nomad: nomad},
 		&commands.Restart{Nomad: nomad}, &commands.Promote{Nomad: nomad})
 	if err == nil {
 		err = reg.Register(&commands.Help{Registry: reg})
@@ -132,7 +132,7 @@ var routerCommands = []string{"confirm", "cancel"}
 // policyProblems checks what config cannot: that policy rules name
 // existing commands.
 func policyProblems(cfg *config.Config) []config.Problem {
-	reg, err := newRegistry(nil, nil, nil, nil)
+	reg, err := newRegistry(nil, nil, nil, nil, "")
 	if err != nil {
 		return []config.Problem{{Key: "policy.rules", Msg: err.Error()}}
 	}
