@@ -361,7 +361,24 @@ func (s *Slapd) Restart(t testing.TB) {
 
 // Pause freezes slapd (SIGSTOP): connections are still accepted by the
 // kernel but nothing is answered, like a hung server. Resume undoes it.
-func (s *Slapd) Pause(t testing.TB) { s.signal(t, syscall.SIGSTOP) }
+func (s *Slapd) Pause(t testing.TB) {
+	s.signal(t, syscall.SIGSTOP)
+	// The signal is delivered asynchronously: wait until the process is
+	// really stopped, or a request sent right after may still be served.
+	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(stat)
+		// The state follows the ")" closing the command name.
+		if i := strings.LastIndexByte(string(b), ')'); err == nil && i > 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slapd did not stop after SIGSTOP (%s: %q, %v)", stat, b, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // Resume continues a paused slapd.
 func (s *Slapd) Resume(t testing.TB) { s.signal(t, syscall.SIGCONT) }
