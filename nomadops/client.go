@@ -177,18 +177,6 @@ func writeOpts(ctx context.Context) *api.WriteOptions {
 	return (&api.WriteOptions{}).WithContext(ctx)
 }
 
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // readJob reads a job, a 404 becoming a *NotFoundError suggesting the
 // closest job ID.
 func (c *Client) readJob(ctx context.Context, id string) (*api.Job, error) {

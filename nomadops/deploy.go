@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/vigie/vigie/internal/ctxutil"
 )
 
 // ImagePlan is the preview of an image change (PlanImage) or of a
@@ -265,7 +267,7 @@ func (c *Client) evalDeployment(ctx context.Context, evalID string) string {
 			}
 		}
 		// An error, or a server that does not block: pace the retries.
-		if sleep(ctx, max(0, c.poll-time.Since(start))) != nil {
+		if ctxutil.Sleep(ctx, max(0, c.poll-time.Since(start))) != nil {
 			return ""
 		}
 	}
@@ -374,7 +376,7 @@ func (c *Client) FollowDeployment(ctx context.Context, jobID string, sinceIndex 
 			if failures++; failures >= followFailures {
 				return last, c.fail("follow the deployment of job "+jobID, err)
 			}
-			if err := sleep(ctx, c.poll); err != nil {
+			if err := ctxutil.Sleep(ctx, c.poll); err != nil {
 				return last, fmt.Errorf("following the deployment of %s: %w", jobID, err)
 			}
 			continue
@@ -396,7 +398,7 @@ func (c *Client) FollowDeployment(ctx context.Context, jobID string, sinceIndex 
 		// An index going back (a new leader, a restore) is taken as is.
 		index = qm.LastIndex
 		if !advanced && time.Since(start) < c.poll {
-			if err := sleep(ctx, c.poll-time.Since(start)); err != nil {
+			if err := ctxutil.Sleep(ctx, c.poll-time.Since(start)); err != nil {
 				return last, fmt.Errorf("following the deployment of %s: %w", jobID, err)
 			}
 		}

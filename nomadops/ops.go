@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/vigie/vigie/internal/ctxutil"
 )
 
 // RollbackPlan is the preview of a rollback, applied by Rollback.
@@ -261,7 +263,7 @@ func (c *Client) waitRestarted(ctx context.Context, jobID, allocID string, befor
 			}
 		}
 		if qm.LastIndex <= index && time.Since(start) < c.poll {
-			_ = sleep(wctx, c.poll-time.Since(start)) // the next round reports a timeout
+			_ = ctxutil.Sleep(wctx, c.poll-time.Since(start)) // the next round reports a timeout
 		}
 		index = qm.LastIndex
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
+
+	"github.com/vigie/vigie/internal/ctxutil"
 )
 
 // Consul's maintenance checks (agent/agent.go): a node in maintenance has a
@@ -118,7 +120,7 @@ func (c *Consul) Watch(ctx context.Context, sink Sink) error {
 		}
 		if err != nil {
 			wait := outage.failed(log, c.cfg.Address, c.cfg.Backoff, err)
-			if consulSleep(ctx, wait) != nil {
+			if ctxutil.Sleep(ctx, wait) != nil {
 				return nil
 			}
 			continue
@@ -342,19 +344,7 @@ func (b *consulBucket) take(ctx context.Context) error {
 	if b.tokens >= 0 {
 		return nil
 	}
-	return consulSleep(ctx, time.Duration(-b.tokens*float64(b.interval)))
-}
-
-// consulSleep waits d or until ctx is done, whose error it then returns.
-func consulSleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return ctxutil.Sleep(ctx, time.Duration(-b.tokens*float64(b.interval)))
 }
 
 // consulEvents turns one answer into one event per check, marking the

@@ -190,18 +190,10 @@ func (h *Homeserver) launch(dendrite, cfgPath, addr string) error {
 	defer logFile.Close() // the child has its own copy of the descriptor
 	cmd := exec.Command(dendrite, "--config", cfgPath, "--http-bind-address", addr)
 	cmd.Dir = h.dir // relative default paths (e.g. the search index) land here
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	// Own process group, so Stop kills anything Dendrite might spawn.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	exited, err := startLogged(cmd, logFile)
+	if err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the exit status is in the log; we only need the reap
-		close(exited)
-	}()
 	h.mu.Lock()
 	h.cmd, h.exited = cmd, exited
 	h.mu.Unlock()
@@ -344,4 +336,21 @@ func FreeLoopbackAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// startLogged starts a server with its output in logFile, in its own
+// process group (so that Stop kills anything it spawns), and reaps it:
+// exited closes when it ends. Its exit status is in the log.
+func startLogged(cmd *exec.Cmd, logFile *os.File) (exited chan struct{}, err error) {
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	return exited, nil
 }

@@ -272,17 +272,10 @@ func (s *Slapd) launch() error {
 	// needs to see.
 	cmd := exec.Command(slapdBinary, "-d", "256", "-f", s.confPath, "-h", s.hosts)
 	cmd.Dir = s.dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	exited, err := startLogged(cmd, logFile)
+	if err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the exit status is in the log; we only need the reap
-		close(exited)
-	}()
 	s.mu.Lock()
 	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
