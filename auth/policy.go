@@ -14,7 +14,7 @@ import (
 )
 
 // Policy applies the [policy] rules: it implements commands.Authorizer,
-// and commands.Explainer for whoami.
+// and commands.Identifier for whoami.
 //
 // A command named by some rule is allowed when a rule naming it matches
 // the room (no rooms: any room) and the user is in one of that rule's
@@ -35,7 +35,7 @@ type Policy struct {
 
 var (
 	_ commands.Authorizer = (*Policy)(nil)
-	_ commands.Explainer  = (*Policy)(nil)
+	_ commands.Identifier = (*Policy)(nil)
 )
 
 type rule struct {
@@ -166,26 +166,17 @@ func (p *Policy) NeedsApproval(req *commands.Request, spec commands.Spec) bool {
 	return false
 }
 
-// Explain implements commands.Explainer: matrixID's entry and groups,
-// freshly looked up, and the commands rules allow them in room, sorted.
-// Read-only commands that read_open opens to everyone are not listed:
-// the policy only knows the commands its rules name.
-func (p *Policy) Explain(ctx context.Context, matrixID, room string) (commands.Principal, []string, error) {
+// Identify returns a user's directory entry and groups, looked up
+// afresh, for whoami. What they may run is what Authorize says.
+func (p *Policy) Identify(ctx context.Context, matrixID string) (commands.Principal, error) {
 	if p.dir == nil {
-		return commands.Principal{}, nil, errors.New("no directory (LDAP) is configured")
+		return commands.Principal{}, errors.New("no directory (LDAP) is configured")
 	}
 	id, err := p.dir.Lookup(ctx, matrixID, true)
 	if err != nil {
-		return commands.Principal{}, nil, err
+		return commands.Principal{}, err
 	}
-	var allowed []string
-	for _, r := range p.rules {
-		if r.allowsRoom(room) && inAny(id.Groups, r.groups) {
-			allowed = append(allowed, r.commands...)
-		}
-	}
-	slices.Sort(allowed)
-	return commands.Principal{DN: id.DN, Groups: id.Groups}, slices.Compact(allowed), nil
+	return commands.Principal{DN: id.DN, Groups: id.Groups}, nil
 }
 
 func (p *Policy) rulesNaming(command string) []rule {

@@ -6,15 +6,15 @@ import (
 	"testing"
 )
 
-type explainer struct{}
+type identifier struct{}
 
-func (explainer) Explain(_ context.Context, id, _ string) (Principal, []string, error) {
-	return Principal{DN: "uid=alice,ou=people,dc=example,dc=org", Groups: []string{"cn=deployers,ou=groups,dc=example,dc=org"}}, []string{"deploy", "ping"}, nil
+func (identifier) Identify(context.Context, string) (Principal, error) {
+	return Principal{DN: "uid=alice,ou=people,dc=example,dc=org", Groups: []string{"cn=deployers,ou=groups,dc=example,dc=org"}}, nil
 }
 
 func TestAuditAndWhoAmI(t *testing.T) {
 	f := newConfirmFixture(t)
-	for _, c := range []Command{&Audit{Log: f.st}, &WhoAmI{Directory: explainer{}}} {
+	for _, c := range []Command{&Audit{Log: f.st}, &WhoAmI{Directory: identifier{}, Registry: f.router.cfg.Registry, Authorizer: f.pol}} {
 		if err := f.router.cfg.Registry.Register(c); err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +33,19 @@ func TestAuditAndWhoAmI(t *testing.T) {
 		t.Fatalf("bad n:\n%s", out)
 	}
 	out = plains(f.say(t, "@alice:x", "whoami"))
-	if !strings.Contains(out, "LDAP entry uid=alice,ou=people,dc=example,dc=org") || !strings.Contains(out, "- cn=deployers") || !strings.Contains(out, "You may run here: deploy, ping") {
+	if !strings.Contains(out, "LDAP entry uid=alice,ou=people,dc=example,dc=org") || !strings.Contains(out, "- cn=deployers") || !strings.Contains(out, "You may run here: audit, bump, cancel, confirm, ping, whoami") {
+		t.Fatalf("whoami:\n%s", out)
+	}
+}
+
+func TestWhoAmIAsksThePolicy(t *testing.T) {
+	f := newConfirmFixture(t)
+	if err := f.router.cfg.Registry.Register(&WhoAmI{Registry: f.router.cfg.Registry, Authorizer: f.pol}); err != nil {
+		t.Fatal(err)
+	}
+	// bob is in no group: read commands only; no directory configured.
+	out := plains(f.say(t, "@bob:x", "whoami"))
+	if !strings.Contains(out, "No directory (LDAP) is configured") || !strings.Contains(out, "You may run here: cancel, confirm, ping, whoami") {
 		t.Fatalf("whoami:\n%s", out)
 	}
 }

@@ -62,7 +62,7 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes 
 		FlapWindow: a.FlapWindow.Duration, FlapThreshold: a.FlapThreshold, ReminderInterval: a.ReminderInterval.Duration,
 		MaxMessageBytes: cfg.Commands.MaxReplyBytes,
 	}, st)
-	authz, explainer, err := newAuthorizer(cfg)
+	authz, identifier, err := newAuthorizer(cfg)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -73,7 +73,7 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes 
 		st.Close()
 		return nil, fmt.Errorf("nomad: %w", err)
 	}
-	reg, err := newRegistry(engine, st, explainer, nomad, cfg.Nomad.JobspecsDir)
+	reg, err := newRegistry(engine, st, authz, identifier, nomad, cfg.Nomad.JobspecsDir)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -95,7 +95,7 @@ const auditTransport = "matrix"
 
 // newAuthorizer is the LDAP policy when a directory is configured, else
 // read-only commands for everyone and changes for no one.
-func newAuthorizer(cfg *config.Config) (commands.Authorizer, commands.Explainer, error) {
+func newAuthorizer(cfg *config.Config) (commands.Authorizer, commands.Identifier, error) {
 	if cfg.LDAP.URL == "" {
 		return commands.ReadOnly{}, nil, nil
 	}
@@ -112,16 +112,19 @@ func newAuthorizer(cfg *config.Config) (commands.Authorizer, commands.Explainer,
 
 // newRegistry lists every command. With nil dependencies it still serves
 // for names and specs (config validation).
-func newRegistry(engine *incidents.Engine, st *store.Store, directory commands.Explainer, nomad *nomadops.Client, jobspecsDir string) (*commands.Registry, error) {
+func newRegistry(engine *incidents.Engine, st *store.Store, authz commands.Authorizer, directory commands.Identifier, nomad *nomadops.Client, jobspecsDir string) (*commands.Registry, error) {
 	reg, err := commands.NewRegistry(commands.Ping{},
 		&commands.Alerts{Book: engine}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
 		&commands.Silences{Book: engine}, &commands.Unsilence{Book: engine},
-		&commands.Audit{Log: st}, &commands.WhoAmI{Directory: directory},
+		&commands.Audit{Log: st},
 		&commands.Status{Nomad: nomad}, &commands.Jobs{Nomad: nomad}, &commands.Job{Nomad: nomad}, &commands.Logs{Nomad: nomad},
 		&commands.Deploy{Nomad: nomad, JobspecsDir: jobspecsDir}, &commands.Rollback{Nomad: nomad}, &commands.Scale{Nomad: nomad},
 		&commands.Restart{Nomad: nomad}, &commands.Promote{Nomad: nomad})
 	if err == nil {
 		err = reg.Register(&commands.Help{Registry: reg})
+	}
+	if err == nil {
+		err = reg.Register(&commands.WhoAmI{Directory: directory, Registry: reg, Authorizer: authz})
 	}
 	return reg, err
 }
@@ -132,7 +135,7 @@ var routerCommands = []string{"confirm", "cancel"}
 // policyProblems checks what config cannot: that policy rules name
 // existing commands.
 func policyProblems(cfg *config.Config) []config.Problem {
-	reg, err := newRegistry(nil, nil, nil, nil, "")
+	reg, err := newRegistry(nil, nil, nil, nil, nil, "")
 	if err != nil {
 		return []config.Problem{{Key: "policy.rules", Msg: err.Error()}}
 	}
