@@ -7,7 +7,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,8 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,11 +60,8 @@ type Homeserver struct {
 
 	dir          string
 	sharedSecret string
-	logPath      string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd has been waited for
+	process
 }
 
 // StartDendrite starts a fresh Dendrite with its own databases in
@@ -89,7 +83,7 @@ func StartDendrite(t testing.TB, opts ...Option) *Homeserver {
 		ServerName:   ServerName,
 		dir:          dir,
 		sharedSecret: rand.Text(),
-		logPath:      filepath.Join(dir, "dendrite.log"),
+		process:      process{name: "Dendrite", logPath: filepath.Join(dir, "dendrite.log")},
 	}
 	keyPath := filepath.Join(dir, "matrix_key.pem")
 	if out, err := exec.Command(generateKeys, "--private-key", keyPath).CombinedOutput(); err != nil {
@@ -101,28 +95,9 @@ func StartDendrite(t testing.TB, opts ...Option) *Homeserver {
 	}
 	// Registered before any user exists, so it runs after the users' sync
 	// loops have stopped (cleanups run last-in first-out).
-	t.Cleanup(func() {
-		h.Stop()
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", h.logPath, h.LogTail(60))
-		}
-	})
-
+	h.stopAtCleanup(t)
 	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := h.launch(dendrite, cfgPath, FreeLoopbackAddr(t))
-		if err == nil {
-			break
-		}
-		h.Stop()
-		// The port was free when picked but another process may take it
-		// before Dendrite binds it; that race is worth a retry, nothing
-		// else is.
-		if attempt < 3 && strings.Contains(h.LogTail(5), "address already in use") {
-			continue
-		}
-		t.Fatalf("Dendrite did not start: %v\n%s", err, h.LogTail(40))
-	}
+	h.startRetrying(t, func() error { return h.launch(dendrite, cfgPath, FreeLoopbackAddr(t)) })
 	t.Logf("Dendrite %s ready at %s in %s", DendriteVersion, h.URL, time.Since(start).Round(time.Millisecond))
 	return h
 }
@@ -183,71 +158,23 @@ func (h *Homeserver) config(keyPath string, o options) []byte {
 
 // launch starts Dendrite on addr and waits until it answers.
 func (h *Homeserver) launch(dendrite, cfgPath, addr string) error {
-	logFile, err := os.OpenFile(h.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close() // the child has its own copy of the descriptor
 	cmd := exec.Command(dendrite, "--config", cfgPath, "--http-bind-address", addr)
 	cmd.Dir = h.dir // relative default paths (e.g. the search index) land here
-	exited, err := startLogged(cmd, logFile)
-	if err != nil {
-		return err
-	}
-	h.mu.Lock()
-	h.cmd, h.exited = cmd, exited
-	h.mu.Unlock()
 	h.URL = "http://" + addr
-	return h.waitReady(exited)
-}
-
-// waitReady polls the unauthenticated versions endpoint until Dendrite
-// serves client API requests.
-func (h *Homeserver) waitReady(exited <-chan struct{}) error {
 	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(readyTimeout)
-	for {
+	// The unauthenticated versions endpoint answers once the client API serves.
+	return h.start(cmd, readyTimeout, func() error {
 		resp, err := client.Get(h.URL + "/_matrix/client/versions")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET /versions: HTTP %d", resp.StatusCode)
+		if err != nil {
+			return err
 		}
-		select {
-		case <-exited:
-			return errors.New("dendrite exited before becoming ready")
-		case <-time.After(25 * time.Millisecond):
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /versions: HTTP %d", resp.StatusCode)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %w", readyTimeout, err)
-		}
-	}
-}
-
-// Stop kills Dendrite (SIGKILL to its process group: its data is disposable)
-// and waits for it to exit. The log file stays. Safe to call more than once;
-// also called at cleanup.
-func (h *Homeserver) Stop() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cmd == nil {
-		return
-	}
-	_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
-	<-h.exited
-	h.cmd = nil
-}
-
-// LogTail returns the last n lines of Dendrite's log.
-func (h *Homeserver) LogTail(n int) string {
-	b, err := os.ReadFile(h.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", h.logPath, err)
-	}
-	return tail(b, n)
+		return nil
+	})
 }
 
 // Register creates the account @localpart:localhost through the shared-secret
@@ -336,21 +263,4 @@ func FreeLoopbackAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// startLogged starts a server with its output in logFile, in its own
-// process group (so that Stop kills anything it spawns), and reaps it:
-// exited closes when it ends. Its exit status is in the log.
-func startLogged(cmd *exec.Cmd, logFile *os.File) (exited chan struct{}, err error) {
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	return exited, nil
 }

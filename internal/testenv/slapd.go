@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -89,13 +87,10 @@ type Slapd struct {
 
 	dir      string
 	confPath string
-	logPath  string
 	pwPath   string // AdminPassword for ldapmodify -y
 	hosts    string // slapd -h argument
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	process
 }
 
 // StartSlapd starts a fresh slapd with its configuration, certificates and
@@ -115,10 +110,10 @@ func StartSlapd(t testing.TB, ldif string, opts ...SlapdOption) *Slapd {
 	}
 	slapd := slapdBinary
 	if _, err := os.Stat(slapd); err != nil {
-		slapdUnavailable(t, fmt.Sprintf("%s: %v (apt-get install slapd)", slapd, err))
+		unavailable(t, "slapd", fmt.Sprintf("%s: %v (apt-get install slapd)", slapd, err))
 	}
 	if _, err := exec.LookPath("ldapmodify"); err != nil {
-		slapdUnavailable(t, "ldapmodify is not on PATH (apt-get install ldap-utils)")
+		unavailable(t, "slapd", "ldapmodify is not on PATH (apt-get install ldap-utils)")
 	}
 
 	dir := t.TempDir()
@@ -127,36 +122,20 @@ func StartSlapd(t testing.TB, ldif string, opts ...SlapdOption) *Slapd {
 		AdminPassword: rand.Text(),
 		dir:           dir,
 		confPath:      filepath.Join(dir, "slapd.conf"),
-		logPath:       filepath.Join(dir, "slapd.log"),
+		process:       process{name: "slapd", logPath: filepath.Join(dir, "slapd.log")},
 		pwPath:        filepath.Join(dir, "admin.pw"),
 	}
 	if err := s.writeConfig(o); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", s.logPath, s.LogTail(60))
-		}
-	})
-
+	s.stopAtCleanup(t)
 	start := time.Now()
-	for attempt := 1; ; attempt++ {
+	s.startRetrying(t, func() error {
 		ldapAddr, ldapsAddr := FreeLoopbackAddr(t), FreeLoopbackAddr(t)
 		s.URL, s.LDAPSURL = "ldap://"+ldapAddr, "ldaps://"+ldapsAddr
 		s.hosts = s.URL + "/ " + s.LDAPSURL + "/"
-		err := s.launch()
-		if err == nil {
-			break
-		}
-		s.Stop()
-		// A port free when picked may be taken before slapd binds it;
-		// only that race is worth a retry.
-		if attempt < 3 && strings.Contains(s.LogTail(10), "Address already in use") {
-			continue
-		}
-		t.Fatalf("slapd did not start: %v\n%s", err, s.LogTail(40))
-	}
+		return s.launch()
+	})
 
 	ctx, cancel := context.WithTimeout(t.Context(), slapdReadyTimeout)
 	defer cancel()
@@ -166,16 +145,6 @@ func StartSlapd(t testing.TB, ldif string, opts ...SlapdOption) *Slapd {
 	}
 	t.Logf("slapd ready at %s and %s in %s", s.URL, s.LDAPSURL, time.Since(start).Round(time.Millisecond))
 	return s
-}
-
-// slapdUnavailable is unavailable's counterpart for slapd: that one names
-// Dendrite in its message.
-func slapdUnavailable(t testing.TB, why string) {
-	t.Helper()
-	if integrationRequired() {
-		t.Fatalf("slapd unavailable (VIGIE_INTEGRATION=require): %s", why)
-	}
-	t.Skipf("SKIPPING integration test: slapd unavailable: %s; run `make test` to run it", why)
 }
 
 // writeConfig writes the certificates, the schemas, the admin password
@@ -260,46 +229,15 @@ memberof-refint TRUE
 	return nil
 }
 
-// launch starts slapd on s.hosts and waits until the admin can bind.
+// launch starts slapd on s.hosts and waits until the admin can bind, which
+// needs both the listener and the database.
 func (s *Slapd) launch() error {
-	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close() // the child has its own copy of the descriptor
 	// -d keeps slapd in the foreground and logs to stderr; 256 ("stats")
 	// logs connections, binds and searches, which is what a failed test
 	// needs to see.
 	cmd := exec.Command(slapdBinary, "-d", "256", "-f", s.confPath, "-h", s.hosts)
 	cmd.Dir = s.dir
-	exited, err := startLogged(cmd, logFile)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	return s.waitReady(exited)
-}
-
-// waitReady polls with an admin bind, which needs both the listener and
-// the database.
-func (s *Slapd) waitReady(exited <-chan struct{}) error {
-	deadline := time.Now().Add(slapdReadyTimeout)
-	for {
-		err := s.adminBind()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return errors.New("slapd exited before becoming ready")
-		case <-time.After(25 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %w", slapdReadyTimeout, err)
-		}
-	}
+	return s.start(cmd, slapdReadyTimeout, s.adminBind)
 }
 
 func (s *Slapd) adminBind() error {
@@ -325,20 +263,6 @@ func (s *Slapd) Apply(ctx context.Context, ldif string) error {
 		return fmt.Errorf("ldapmodify: %w\n%s", err, tail(out.Bytes(), 20))
 	}
 	return nil
-}
-
-// Stop kills slapd (SIGKILL: the test wants the server gone at once, and
-// mdb survives it) and waits for it to exit. Clients then see refused
-// connections. Safe to call more than once; also called at cleanup.
-func (s *Slapd) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.exited
-	s.cmd = nil
 }
 
 // Restart starts slapd again after Stop, on the same ports and with the
@@ -386,15 +310,6 @@ func (s *Slapd) signal(t testing.TB, sig syscall.Signal) {
 	if err := syscall.Kill(s.cmd.Process.Pid, sig); err != nil {
 		t.Fatalf("signal slapd: %v", err)
 	}
-}
-
-// LogTail returns the last n lines of slapd's log.
-func (s *Slapd) LogTail(n int) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", s.logPath, err)
-	}
-	return tail(b, n)
 }
 
 // UnrelatedCAFile writes a fresh CA certificate that signed nothing the

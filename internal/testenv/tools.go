@@ -49,14 +49,14 @@ func integrationRequired() bool {
 }
 
 // unavailable fails (VIGIE_INTEGRATION=require) or skips the test because
-// Dendrite cannot be provided. The skip message is deliberately loud: a
+// a server cannot be provided. The skip message is deliberately loud: a
 // silently skipped integration suite looks exactly like a passing one.
-func unavailable(t testing.TB, why string) {
+func unavailable(t testing.TB, server, why string) {
 	t.Helper()
 	if integrationRequired() {
-		t.Fatalf("Dendrite unavailable (VIGIE_INTEGRATION=require): %s", why)
+		t.Fatalf("%s unavailable (VIGIE_INTEGRATION=require): %s", server, why)
 	}
-	t.Skipf("SKIPPING integration test: Dendrite unavailable: %s; run `make test` to run it", why)
+	t.Skipf("SKIPPING integration test: %s unavailable: %s; run `make test` to run it", server, why)
 }
 
 // EnsureDendrite returns the paths of the dendrite and generate-keys
@@ -72,16 +72,16 @@ func EnsureDendrite(t testing.TB) (dendrite, generateKeys string) {
 	dendrite = filepath.Join(dir, "dendrite")
 	generateKeys = filepath.Join(dir, "generate-keys")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		unavailable(t, fmt.Sprintf("create tools dir: %v", err))
+		unavailable(t, "Dendrite", fmt.Sprintf("create tools dir: %v", err))
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		unavailable(t, fmt.Sprintf("open install lock: %v", err))
+		unavailable(t, "Dendrite", fmt.Sprintf("open install lock: %v", err))
 	}
 	// Closing the file releases the flock, also when t.Skip/t.Fatal unwind.
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		unavailable(t, fmt.Sprintf("lock %s: %v", lock.Name(), err))
+		unavailable(t, "Dendrite", fmt.Sprintf("lock %s: %v", lock.Name(), err))
 	}
 
 	if installed(dendrite, generateKeys) {
@@ -89,7 +89,7 @@ func EnsureDendrite(t testing.TB) (dendrite, generateKeys string) {
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		unavailable(t, "the go command is not on PATH, cannot install Dendrite")
+		unavailable(t, "Dendrite", "the go command is not on PATH, cannot install Dendrite")
 	}
 	t.Logf("installing Dendrite %s into %s (first run only, takes a few minutes)", DendriteVersion, dir)
 	cmd := exec.Command(goBin, "install",
@@ -103,10 +103,10 @@ func EnsureDendrite(t testing.TB) (dendrite, generateKeys string) {
 	cmd.Env = append(withoutEnv(os.Environ(), "CGO_ENABLED", "GOFLAGS", "GOBIN"), "GOBIN="+dir, "GOWORK=off")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		unavailable(t, fmt.Sprintf("go install failed: %v\n%s", err, tail(out, 20)))
+		unavailable(t, "Dendrite", fmt.Sprintf("go install failed: %v\n%s", err, tail(out, 20)))
 	}
 	if !installed(dendrite, generateKeys) {
-		unavailable(t, "go install succeeded but the binaries are missing or report another version")
+		unavailable(t, "Dendrite", "go install succeeded but the binaries are missing or report another version")
 	}
 	return dendrite, generateKeys
 }
