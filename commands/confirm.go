@@ -22,11 +22,9 @@ type pendingChange struct {
 	spec          Spec
 	req           *Request // the original request
 	change        *Proposal
-	requester     Principal
 	needsApproval bool
 	previewID     int64 // outbox ID of the preview, for ✅ reactions
 	expires       time.Time
-	received      time.Time
 }
 
 // confirmations holds pending changes: in memory on purpose, a restart
@@ -172,13 +170,12 @@ func (c *Cancel) Run(_ context.Context, req *Request) (render.Node, error) {
 
 // preview runs a Confirmable's preview and asks for confirmation; it
 // returns the change's summary.
-func (r *Router) preview(ctx context.Context, in Incoming, req *Request, spec Spec, c Confirmable, who Principal) (string, error) {
+func (r *Router) preview(ctx context.Context, in Incoming, req *Request, spec Spec, c Confirmable) (string, error) {
 	ch, err := c.Preview(ctx, req)
 	if err != nil {
 		return "", err
 	}
-	p := &pendingChange{cmd: c, spec: spec, req: req, change: ch, requester: who,
-		needsApproval: r.cfg.Authorizer.NeedsApproval(req, spec), received: r.clock()}
+	p := &pendingChange{cmd: c, spec: spec, req: req, change: ch, needsApproval: r.cfg.Authorizer.NeedsApproval(req, spec)}
 	if err := r.pending.add(p); err != nil {
 		return "", err
 	}

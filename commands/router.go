@@ -260,7 +260,7 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 		var err error
 		switch c := h.(type) {
 		case Confirmable:
-			preview, err = r.preview(ctx, in, req, spec, c, who)
+			preview, err = r.preview(ctx, in, req, spec, c)
 		case Handler:
 			reply, err = c.Run(ctx, req)
 		}

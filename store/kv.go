@@ -23,9 +23,3 @@ func (s *Store) SetValue(ctx context.Context, key, value string) error {
 		key, value, s.nowMS())
 	return err
 }
-
-// DeleteValue forgets a setting.
-func (s *Store) DeleteValue(ctx context.Context, key string) error {
-	_, err := s.db.ExecContext(ctx, "DELETE FROM kv WHERE key = ?", key)
-	return err
-}
