@@ -71,6 +71,8 @@ type Engine struct {
 	st  Store
 	now func() time.Time
 	mu  sync.Mutex // one batch or timer pass at a time: they read then write incidents
+
+	prunedAt time.Time // last pruning of allocation facts
 }
 
 // New creates an engine.

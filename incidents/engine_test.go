@@ -483,3 +483,32 @@ func TestBatchIsAtomic(t *testing.T) {
 		t.Fatalf("%d messages", len(roots))
 	}
 }
+
+// Allocation facts (alloc ID -> job, for holds) are forgotten once long
+// unseen, so they do not pile up forever.
+func TestAllocFactsArePruned(t *testing.T) {
+	f := newFixture(t, nil)
+	ev := watchers.Event{Source: "nomad", Namespace: "default", Alloc: &watchers.Alloc{ID: "a1", Job: "web", Group: "g", ClientStatus: "running", DesiredStatus: "run"}}
+	if err := f.e.Consume(t.Context(), watchers.Batch{Events: []watchers.Event{ev}}); err != nil {
+		t.Fatal(err)
+	}
+	known := func() bool {
+		var ok bool
+		if err := f.st.InTx(t.Context(), func(tx *store.Tx) error {
+			var err error
+			_, ok, err = tx.Fact(t.Context(), factAlloc, "a1")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	f.advance(24 * time.Hour)
+	if !known() {
+		t.Fatal("a recent allocation fact was pruned")
+	}
+	f.advance(allocFactTTL)
+	if known() {
+		t.Fatal("an allocation fact unseen for longer than the TTL was kept")
+	}
+}

@@ -36,11 +36,28 @@ func (e *Engine) Tick(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.now()
-	return e.st.InTx(ctx, func(tx *store.Tx) error {
+	prune := now.Sub(e.prunedAt) >= pruneEvery
+	err := e.st.InTx(ctx, func(tx *store.Tx) error {
 		p := &pass{e: e, tx: tx, now: now}
-		return errors.Join(p.flushEdits(ctx), p.flushSummaries(ctx), p.timers(ctx))
+		errs := errors.Join(p.flushEdits(ctx), p.flushSummaries(ctx), p.timers(ctx))
+		if prune {
+			// One fact per allocation ever seen: forget those long unseen.
+			// A live one is learnt again at its next event.
+			errs = errors.Join(errs, tx.ForgetFactsBefore(ctx, factAlloc, now.Add(-allocFactTTL)))
+		}
+		return errs
 	})
+	if prune && err == nil {
+		e.prunedAt = now
+	}
+	return err
 }
+
+// How long allocation facts are kept, and how often they are pruned.
+const (
+	allocFactTTL = 30 * 24 * time.Hour
+	pruneEvery   = time.Hour
+)
 
 func (p *pass) flushEdits(ctx context.Context) error {
 	due, err := p.tx.DueIncidents(ctx, p.now)
