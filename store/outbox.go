@@ -118,11 +118,13 @@ func (s *Store) Message(ctx context.Context, id int64) (OutMessage, error) {
 // MarkSent records the remote event ID of a delivered message. Its echo
 // may have marked it already, with the same ID: that is fine.
 func (s *Store) MarkSent(ctx context.Context, id int64, remoteID string) error {
-	m, err := s.Message(ctx, id)
-	if err == nil && m.State == StateSent && m.RemoteID == remoteID {
-		return nil
+	err := s.finish(ctx, id, StateSent, remoteID, "")
+	if errors.Is(err, ErrNotFound) {
+		if m, merr := s.Message(ctx, id); merr == nil && m.State == StateSent && m.RemoteID == remoteID {
+			return nil
+		}
 	}
-	return s.finish(ctx, id, StateSent, remoteID, "")
+	return err
 }
 
 // MarkFailed gives up on a message; it is kept for inspection.
