@@ -31,7 +31,7 @@ func TestDeliverRelationsOnRealHomeserver(t *testing.T) {
 	room := alice.CreateRoom(t, false, botUser.ID)
 
 	dir := t.TempDir()
-	st, err := store.Open(t.Context(), filepath.Join(dir, "data"))
+	st, err := store.Open(t.Context(), filepath.Join(dir, "data"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func (a *Alerts) Spec() Spec {
 }
 
 // Run implements Handler.
-func (a *Alerts) Run(ctx context.Context, _ *Request) (render.Node, error) {
+func (a *Alerts) Run(ctx context.Context, req *Request) (render.Node, error) {
 	live, err := a.Book.Live(ctx)
 	if err != nil {
 		return render.Node{}, err
@@ -29,7 +29,7 @@ func (a *Alerts) Run(ctx context.Context, _ *Request) (render.Node, error) {
 	items := make([]render.Node, len(live))
 	for i, in := range live {
 		var notes []render.Node
-		notes = append(notes, render.Text(" — "+in.Reason+" · "+since(in.OpenedAt)))
+		notes = append(notes, render.Text(" — "+in.Reason+" · "+since(in.OpenedAt, req.Now())))
 		switch {
 		case in.State == store.IncidentHeld:
 			notes = append(notes, render.Text(" · held during the "+in.HoldReason))

@@ -201,11 +201,11 @@ func (r *Router) apply(ctx context.Context, req *Request) (render.Node, error) {
 	if err != nil {
 		return render.Node{}, err
 	}
-	started := r.clock()
+	started := r.now()
 	rec := store.AuditRecord{At: started, Actor: p.req.Sender, Room: p.req.Room, EventID: p.req.EventID, Command: p.spec.Name,
 		Args: p.change.Summary, Access: p.spec.Access.String()}
 	finish := func(outcome string, err error) {
-		rec.Outcome, rec.Duration = outcome, r.clock().Sub(started)
+		rec.Outcome, rec.Duration = outcome, r.now().Sub(started)
 		if err != nil {
 			rec.Detail = err.Error()
 		}
@@ -223,7 +223,7 @@ func (r *Router) apply(ctx context.Context, req *Request) (render.Node, error) {
 	if p.needsApproval {
 		if _, err := r.cfg.Authorizer.Authorize(ctx, req, p.spec, StepApprove); err != nil {
 			rec.Detail = req.Sender + " tried to approve: " + err.Error()
-			rec.Outcome, rec.Duration = "denied", r.clock().Sub(started)
+			rec.Outcome, rec.Duration = "denied", r.now().Sub(started)
 			r.audit(ctx, rec) // the change stays pending for a real approver
 			return render.Node{}, fmt.Errorf("not approved: %s", publicReason(err))
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/outbox"
 	"github.com/vigie/vigie/render"
 	"github.com/vigie/vigie/store"
@@ -84,27 +85,25 @@ type confirmFixture struct {
 	*routerFixture
 	bump *bump
 	pol  *policy
-	now  time.Time
+	now  *clock.Manual
 	seq  int
 }
 
 func newConfirmFixture(t *testing.T) *confirmFixture {
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"))
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	f := &confirmFixture{routerFixture: &routerFixture{st: st, metrics: telemetry.NewMetrics()}, bump: &bump{},
 		pol: &policy{allowed: map[string]bool{"@alice:x": true, "@carol:x": true}, approvers: map[string]bool{"@carol:x": true}},
-		now: time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)}
+		now: clock.NewManual(time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC))}
 	reg, err := NewRegistry(Ping{}, f.bump)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.router = NewRouter(RouterConfig{Registry: reg, Replies: outbox.New(st), Seen: st, Audit: st, Authorizer: f.pol,
-		Metrics: f.metrics, MaxReplyBytes: 4000, MutationsPerMin: 3, AuditTransport: "test", AuditRoom: "!audit"})
-	var mu sync.Mutex
-	f.router.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return f.now }
+		Metrics: f.metrics, MaxReplyBytes: 4000, MutationsPerMin: 3, AuditTransport: "test", AuditRoom: "!audit", Clock: f.now})
 	return f
 }
 
@@ -209,7 +208,7 @@ func TestConfirmationRules(t *testing.T) {
 	}
 
 	c, _ = code(t, f.say(t, "@alice:x", "bump web"))
-	f.now = f.now.Add(3 * time.Minute)
+	f.now.Advance(3 * time.Minute)
 	if msgs := f.say(t, "@alice:x", "confirm "+c); !strings.Contains(plains(msgs), "expired") {
 		t.Fatalf("expired: %s", plains(msgs))
 	}

@@ -188,7 +188,7 @@ func deployProposal(plan nomadops.ImagePlan, from string) *Proposal {
 func (d *Deploy) Apply(ctx context.Context, req *Request, p *Proposal, progress Progress) (render.Node, error) {
 	state := p.State.(deployState)
 	plan := state.plan
-	started := time.Now()
+	started := req.Now()
 	eval, deployment, err := d.Nomad.Register(ctx, plan)
 	if err != nil {
 		return render.Node{}, nomadError(err)
@@ -203,15 +203,15 @@ func (d *Deploy) Apply(ctx context.Context, req *Request, p *Proposal, progress 
 		return render.Node{}, err
 	}
 	final, err := d.Nomad.FollowDeployment(ctx, plan.JobID, plan.JobModifyIndex, func(dp nomadops.DeploymentProgress) {
-		progress.Update(ctx, renderProgress(dp, time.Since(started))) //nolint:errcheck // the final state is reported below
+		progress.Update(ctx, renderProgress(dp, req.Now().Sub(started))) //nolint:errcheck // the final state is reported below
 	})
 	if err != nil {
 		return render.Node{}, fmt.Errorf("following the deployment of %s: %w", plan.JobID, err)
 	}
-	if err := progress.Update(ctx, renderProgress(final, time.Since(started))); err != nil {
+	if err := progress.Update(ctx, renderProgress(final, req.Now().Sub(started))); err != nil {
 		return render.Node{}, err
 	}
-	took := time.Since(started).Round(time.Second)
+	took := req.Now().Sub(started).Round(time.Second)
 	if final.Status != "successful" {
 		return render.Node{}, fmt.Errorf("deployment %s of %s %s after %s: %s; roll back with %s", short(final.ID), plan.JobID, final.Status, took,
 			orDash(final.Description), commandLine(req.Prefix, "rollback "+plan.JobID))

@@ -44,8 +44,9 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func since(t time.Time) string {
-	d := time.Since(t).Round(time.Minute)
+// since says how long ago t was, at now.
+func since(t, now time.Time) string {
+	d := now.Sub(t).Round(time.Minute)
 	if d < time.Minute {
 		return "just now"
 	}

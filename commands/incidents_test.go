@@ -15,7 +15,7 @@ import (
 // newIncidentFixture runs the alert commands on a real engine and store;
 // nodes go down through the real node-down rule.
 func newIncidentFixture(t *testing.T) (*routerFixture, *incidents.Engine) {
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"))
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,13 +25,13 @@ func newNomadFixture(t *testing.T, jobspecs string) (*confirmFixture, *fakenomad
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"))
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	f := &confirmFixture{routerFixture: &routerFixture{st: st, metrics: telemetry.NewMetrics()},
-		pol: &policy{allowed: map[string]bool{"@alice:x": true}}, now: time.Now()}
+		pol: &policy{allowed: map[string]bool{"@alice:x": true}}}
 	reg, err := NewRegistry(&Deploy{Nomad: nomad, JobspecsDir: jobspecs}, &Rollback{Nomad: nomad}, &Status{Nomad: nomad}, &Jobs{Nomad: nomad},
 		&Job{Nomad: nomad}, &Logs{Nomad: nomad}, &Scale{Nomad: nomad})
 	if err != nil {

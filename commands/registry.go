@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/internal/suggest"
 	"github.com/vigie/vigie/render"
 )
@@ -57,9 +58,14 @@ type Request struct {
 	Sender    string // Matrix user ID, or the console's local identity
 	Prefix    string // how commands are written in this transport, for help texts
 	ReactsTo  int64  // for a reaction: the outbox ID of the message reacted to
+	Received  time.Time
 
+	clock  clock.Clock   // the router's
 	thread []render.Node // posted in the thread of the reply
 }
+
+// Now is the current time on the router's clock.
+func (r *Request) Now() time.Time { return clock.OrSystem(r.clock).Now() }
 
 // InThread adds a message to post in the thread under the command's reply:
 // long output that would drown the room.

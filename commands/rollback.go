@@ -57,12 +57,12 @@ func (r *Rollback) Preview(ctx context.Context, req *Request) (*Proposal, error)
 // Apply implements Confirmable.
 func (r *Rollback) Apply(ctx context.Context, req *Request, p *Proposal, progress Progress) (render.Node, error) {
 	plan := p.State.(nomadops.RollbackPlan)
-	started := time.Now()
+	started := req.Now()
 	if _, err := r.Nomad.Rollback(ctx, plan); err != nil {
 		return render.Node{}, nomadError(err)
 	}
 	final, err := r.Nomad.FollowDeployment(ctx, plan.JobID, plan.JobModifyIndex, func(dp nomadops.DeploymentProgress) {
-		progress.Update(ctx, renderProgress(dp, time.Since(started))) //nolint:errcheck // the final state is reported below
+		progress.Update(ctx, renderProgress(dp, req.Now().Sub(started))) //nolint:errcheck // the final state is reported below
 	})
 	if err != nil {
 		return render.Node{}, fmt.Errorf("following the rollback of %s: %w", plan.JobID, err)
@@ -70,5 +70,5 @@ func (r *Rollback) Apply(ctx context.Context, req *Request, p *Proposal, progres
 	if final.Status != "successful" {
 		return render.Node{}, fmt.Errorf("rollback deployment of %s %s: %s", plan.JobID, final.Status, orDash(final.Description))
 	}
-	return render.Text(fmt.Sprintf("✅ %s back to version %d's spec (now version %d) in %s", plan.JobID, plan.To, final.JobVersion, time.Since(started).Round(time.Second))), nil
+	return render.Text(fmt.Sprintf("✅ %s back to version %d's spec (now version %d) in %s", plan.JobID, plan.To, final.JobVersion, req.Now().Sub(started).Round(time.Second))), nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/outbox"
 	"github.com/vigie/vigie/render"
 	"github.com/vigie/vigie/store"
@@ -118,6 +119,7 @@ type RouterConfig struct {
 	MutationsPerMin int           // per user, commands that change things
 	AuditTransport  string        // where audit records are mirrored...
 	AuditRoom       string        // ...if a room is set
+	Clock           clock.Clock   // the process's clock; nil is the wall clock
 }
 
 // Router runs commands. It owns the goroutines of running handlers.
@@ -125,7 +127,7 @@ type Router struct {
 	cfg     RouterConfig
 	running sync.WaitGroup
 	slots   chan struct{}
-	clock   func() time.Time
+	clock   clock.Clock
 	pending *confirmations
 	locks   *locks
 	limits  *rateLimit
@@ -149,7 +151,7 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.MutationsPerMin <= 0 {
 		cfg.MutationsPerMin = 5
 	}
-	r := &Router{cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent), clock: time.Now}
+	r := &Router{cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent), clock: clock.OrSystem(cfg.Clock)}
 	r.pending = &confirmations{byCode: map[string]*pendingChange{}, timeout: cfg.ConfirmTimeout, clock: r.now}
 	r.locks = &locks{held: map[string]holder{}, clock: r.now}
 	r.limits = &rateLimit{perMin: cfg.MutationsPerMin, recent: map[string][]time.Time{}, clock: r.now}
@@ -161,7 +163,7 @@ func NewRouter(cfg RouterConfig) *Router {
 	return r
 }
 
-func (r *Router) now() time.Time { return r.clock() }
+func (r *Router) now() time.Time { return r.clock.Now() }
 
 // Handle runs a command in the background so the transport's loop never
 // waits on it. ctx is the owner's: cancelling it stops the handler.
@@ -175,7 +177,7 @@ func (r *Router) Handle(ctx context.Context, in Incoming) {
 			return
 		}
 		defer func() { <-r.slots }()
-		r.handle(ctx, in, r.clock())
+		r.handle(ctx, in, r.now())
 	}()
 }
 
@@ -227,7 +229,8 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 	}
 	spec := h.Spec()
 	rec.Command, rec.Access = spec.Name, spec.Access.String()
-	req := &Request{Invocation: inv, Transport: in.Transport, Room: in.Room, EventID: in.EventID, Sender: in.Sender, Prefix: in.Prefix, ReactsTo: in.ReactsTo}
+	req := &Request{Invocation: inv, Transport: in.Transport, Room: in.Room, EventID: in.EventID, Sender: in.Sender, Prefix: in.Prefix, ReactsTo: in.ReactsTo,
+		Received: received, clock: r.clock}
 	if spec.Name != "confirm" && spec.Name != "cancel" {
 		// Anything else the user sends here cancels their pending change.
 		for _, p := range r.pending.cancelFor(in.Sender, in.Room) {
@@ -291,7 +294,7 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 			}
 		}
 	}
-	r.cfg.Metrics.CommandLatency.WithLabelValues(spec.Name).Observe(r.clock().Sub(received).Seconds())
+	r.cfg.Metrics.CommandLatency.WithLabelValues(spec.Name).Observe(r.now().Sub(received).Seconds())
 }
 
 func (r *Router) timeout(spec Spec) time.Duration {
@@ -326,7 +329,7 @@ func (r *Router) guard(ctx context.Context, spec Spec, req *Request, fn func(con
 func (r *Router) finish(ctx context.Context, in Incoming, rec store.AuditRecord, outcome, metricName string, reply render.Node) int64 {
 	id := r.reply(ctx, in, reply)
 	rec.Outcome = outcome
-	rec.Duration = r.clock().Sub(rec.At)
+	rec.Duration = r.now().Sub(rec.At)
 	r.audit(ctx, rec)
 	if metricName == "" {
 		metricName = "unknown" // never a user-typed name: it would explode the label set

@@ -69,7 +69,7 @@ type routerFixture struct {
 }
 
 func newRouterFixture(t *testing.T, auth Authorizer) *routerFixture {
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"))
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,8 @@ func (c *Config) defaults() {
 	}
 }
 
-// Store is the transactional state the engine needs.
+// Store is the transactional state the engine needs. A transaction's
+// time (Tx.Now) is the engine's time: one clock reading per pass.
 type Store interface {
 	InTx(ctx context.Context, fn func(*store.Tx) error) error
 }
@@ -69,16 +70,15 @@ type Store interface {
 type Engine struct {
 	cfg Config
 	st  Store
-	now func() time.Time
 	mu  sync.Mutex // one batch or timer pass at a time: they read then write incidents
 
-	prunedAt time.Time // last pruning of allocation facts
+	prunedAt time.Time // last pruning of facts
 }
 
 // New creates an engine.
 func New(cfg Config, st Store) *Engine {
 	cfg.defaults()
-	return &Engine{cfg: cfg, st: st, now: time.Now}
+	return &Engine{cfg: cfg, st: st}
 }
 
 // Consume applies a batch of events and persists everything it causes with
@@ -86,9 +86,8 @@ func New(cfg Config, st Store) *Engine {
 func (e *Engine) Consume(ctx context.Context, b watchers.Batch) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := e.now()
 	return e.st.InTx(ctx, func(tx *store.Tx) error {
-		p := &pass{e: e, tx: tx, now: now}
+		p := &pass{e: e, tx: tx, now: tx.Now()}
 		for i := range b.Events {
 			if err := p.event(ctx, &b.Events[i]); err != nil {
 				return err

@@ -13,7 +13,7 @@ import (
 // batches of failing allocations of 50 job groups through the real rules,
 // each batch one transaction with its cursor, messages bounded by the caps.
 func BenchmarkConsumeStorm(b *testing.B) {
-	st, err := store.Open(b.Context(), filepath.Join(b.TempDir(), "data"))
+	st, err := store.Open(b.Context(), filepath.Join(b.TempDir(), "data"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

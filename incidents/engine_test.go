@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/store"
 	"github.com/vigie/vigie/watchers"
 )
@@ -65,15 +66,16 @@ func (checkRule) Evaluate(ev *watchers.Event) []Signal {
 }
 
 type fixture struct {
-	t   *testing.T
-	st  *store.Store
-	e   *Engine
-	now time.Time
-	idx uint64
+	t     *testing.T
+	st    *store.Store
+	e     *Engine
+	clock *clock.Manual // the store's and so the engine's
+	idx   uint64
 }
 
 func newFixture(t *testing.T, mod func(*Config)) *fixture {
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"))
+	clk := clock.NewManual(time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC))
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,9 +87,8 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	if mod != nil {
 		mod(&cfg)
 	}
-	f := &fixture{t: t, st: st, now: time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)}
+	f := &fixture{t: t, st: st, clock: clk}
 	f.e = New(cfg, st)
-	f.e.now = func() time.Time { return f.now }
 	return f
 }
 
@@ -105,7 +106,7 @@ func (f *fixture) feed(outputs ...string) {
 
 func (f *fixture) advance(d time.Duration) {
 	f.t.Helper()
-	f.now = f.now.Add(d)
+	f.clock.Advance(d)
 	if err := f.e.Tick(f.t.Context()); err != nil {
 		f.t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestIncidentLifecycle(t *testing.T) {
 	}
 
 	// Updates within the edit interval are folded into one later edit.
-	f.now = f.now.Add(time.Second)
+	f.clock.Advance(time.Second)
 	f.feed("fire:k1:exit code 2", "fire:k1:exit code 3")
 	if _, edits, _ := f.messages("!ops"); len(edits) != 0 {
 		t.Fatalf("edited before the interval: %d", len(edits))
@@ -181,7 +182,7 @@ func TestIncidentLifecycle(t *testing.T) {
 		t.Fatalf("edited again without a change: %d", len(edits))
 	}
 
-	f.now = f.now.Add(time.Minute)
+	f.clock.Advance(time.Minute)
 	f.feed("resolve:k1")
 	_, edits, threads = f.messages("!ops")
 	last := edits[len(edits)-1]
@@ -208,9 +209,9 @@ func TestFlappingUpdatesOnlyTheMessage(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.FlapThreshold = 3 })
 	f.feed("fire:k:down")
 	for range 3 {
-		f.now = f.now.Add(10 * time.Second)
+		f.clock.Advance(10 * time.Second)
 		f.feed("resolve:k")
-		f.now = f.now.Add(10 * time.Second)
+		f.clock.Advance(10 * time.Second)
 		f.feed("fire:k:down again")
 	}
 	roots, edits, threads := f.messages("!ops")
@@ -253,7 +254,7 @@ func TestStormIsBoundedAndCountsAddUp(t *testing.T) {
 		t.Fatalf("%d live incidents, %v", len(live), err)
 	}
 	// A minute later the room may post again.
-	f.now = f.now.Add(time.Minute)
+	f.clock.Advance(time.Minute)
 	f.feed("fire:late:boom")
 	if roots, _, _ := f.messages("!ops"); len(roots) != 12 {
 		t.Fatalf("after the window: %d roots", len(roots))
@@ -281,7 +282,7 @@ func TestThreadCap(t *testing.T) {
 	if !strings.Contains(edits[len(edits)-1].Plain, "7 details not posted") || !strings.Contains(edits[len(edits)-1].Plain, "10 events") {
 		t.Fatalf("edit does not account for skipped details:\n%s", edits[len(edits)-1].Plain)
 	}
-	f.now = f.now.Add(time.Minute)
+	f.clock.Advance(time.Minute)
 	f.feed("detail:k:later")
 	if _, _, threads := f.messages("!ops"); len(threads) != 4 {
 		t.Fatalf("cap did not reset after a minute: %d", len(threads))
@@ -428,7 +429,7 @@ func TestAcknowledgeAndReminders(t *testing.T) {
 func TestNoticesAreDeduplicated(t *testing.T) {
 	f := newFixture(t, nil)
 	f.feed("notice:job/web")
-	f.now = f.now.Add(2 * time.Second)
+	f.clock.Advance(2 * time.Second)
 	f.feed("notice:job/web")
 	roots, _, _ := f.messages("!ops")
 	if len(roots) != 1 || !strings.HasPrefix(roots[0].Plain, "ℹ️ problem job/web") {
@@ -487,7 +488,6 @@ func TestBatchIsAtomic(t *testing.T) {
 	f.feed("fire:k:boom")
 	batch := watchers.Batch{Cursor: watchers.Cursor{Name: "test", Index: 99}, Events: []watchers.Event{{Check: &watchers.Check{Output: "fire:k9:x"}}}}
 	broken := New(f.e.cfg, failingCommit{f.st})
-	broken.now = f.e.now
 	if err := broken.Consume(t.Context(), batch); err == nil {
 		t.Fatal("consume with a failing commit succeeded")
 	}

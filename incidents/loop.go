@@ -35,20 +35,20 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) Tick(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := e.now()
-	prune := now.Sub(e.prunedAt) >= pruneEvery
+	var pruned time.Time
 	err := e.st.InTx(ctx, func(tx *store.Tx) error {
-		p := &pass{e: e, tx: tx, now: now}
+		p := &pass{e: e, tx: tx, now: tx.Now()}
 		errs := errors.Join(p.flushEdits(ctx), p.flushSummaries(ctx), p.timers(ctx))
-		if prune {
+		if p.now.Sub(e.prunedAt) >= pruneEvery {
 			// One fact per allocation ever seen: forget those long unseen.
 			// A live one is learnt again at its next event.
-			errs = errors.Join(errs, tx.ForgetFactsBefore(ctx, factAlloc, now.Add(-allocFactTTL)))
+			errs = errors.Join(errs, tx.ForgetFactsBefore(ctx, factAlloc, p.now.Add(-allocFactTTL)))
+			pruned = p.now
 		}
 		return errs
 	})
-	if prune && err == nil {
-		e.prunedAt = now
+	if !pruned.IsZero() && err == nil {
+		e.prunedAt = pruned
 	}
 	return err
 }
@@ -215,7 +215,7 @@ func (e *Engine) change(ctx context.Context, id int64, fn func(*pass, *store.Inc
 	defer e.mu.Unlock()
 	var in store.Incident
 	err := e.st.InTx(ctx, func(tx *store.Tx) error {
-		p := &pass{e: e, tx: tx, now: e.now()}
+		p := &pass{e: e, tx: tx, now: tx.Now()}
 		var ok bool
 		var err error
 		if in, ok, err = tx.Incident(ctx, id); err != nil {
@@ -264,9 +264,10 @@ func (e *Engine) Live(ctx context.Context) ([]store.Incident, error) {
 func (e *Engine) AddSilence(ctx context.Context, matchers []Matcher, d time.Duration, reason, who string) (store.Silence, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := e.now()
-	s := store.Silence{Matchers: FormatMatchers(matchers), Reason: reason, CreatedBy: who, CreatedAt: now, ExpiresAt: now.Add(d)}
+	var s store.Silence
 	err := e.st.InTx(ctx, func(tx *store.Tx) error {
+		now := tx.Now()
+		s = store.Silence{Matchers: FormatMatchers(matchers), Reason: reason, CreatedBy: who, CreatedAt: now, ExpiresAt: now.Add(d)}
 		if err := tx.AddSilence(ctx, &s); err != nil {
 			return err
 		}
@@ -311,7 +312,7 @@ func (e *Engine) Silences(ctx context.Context) ([]store.Silence, error) {
 	var out []store.Silence
 	err := e.st.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		out, err = tx.ActiveSilences(ctx, e.now())
+		out, err = tx.ActiveSilences(ctx, tx.Now())
 		return err
 	})
 	return out, err

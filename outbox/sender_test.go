@@ -61,7 +61,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	dir := filepath.Join(t.TempDir(), "data")
-	st, err := store.Open(t.Context(), dir)
+	st, err := store.Open(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

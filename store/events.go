@@ -46,7 +46,7 @@ type AuditRecord struct {
 // Audit appends a record to the audit log.
 func (s *Store) Audit(ctx context.Context, r AuditRecord) error {
 	if r.At.IsZero() {
-		r.At = s.now()
+		r.At = s.clock.Now()
 	}
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO audit (at, actor, room, event_id, command, args, access, outcome, detail, principal, duration_ms)

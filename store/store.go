@@ -16,9 +16,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/vigie/vigie/clock"
 )
 
 //go:embed migrations/*.sql
@@ -29,13 +30,14 @@ const FileName = "vigie.db"
 
 // Store is the SQLite-backed state store.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
+	db    *sql.DB
+	clock clock.Clock // the process's clock: every timestamp the store writes comes from it
 }
 
 // Open creates the data directory if needed (private to the owner: it holds
-// the Matrix access token), opens the database and applies pending migrations.
-func Open(ctx context.Context, dataDir string) (*Store, error) {
+// the Matrix access token), opens the database and applies pending
+// migrations. clk stamps what the store writes; nil is the wall clock.
+func Open(ctx context.Context, dataDir string, clk clock.Clock) (*Store, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
@@ -50,7 +52,7 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 	// One connection: SQLite serialises writers anyway, and a single
 	// connection rules out lock waits between our own goroutines.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, now: time.Now}
+	s := &Store{db: db, clock: clock.OrSystem(clk)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -146,4 +148,4 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
+func (s *Store) nowMS() int64 { return s.clock.Now().UnixMilli() }

@@ -9,12 +9,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigie/vigie/clock"
 )
 
 func openTest(t *testing.T) (*Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
-	s, err := Open(t.Context(), dir)
+	s, err := Open(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +41,7 @@ func TestOpenMigratesOnceAndIsPrivate(t *testing.T) {
 	s.Close()
 
 	// Reopening must not re-run migrations (they would fail on existing tables) and keeps data.
-	s2, err := Open(ctx, dir)
+	s2, err := Open(ctx, dir, nil)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -64,7 +66,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	_, err := Open(t.Context(), dir)
+	_, err := Open(t.Context(), dir, nil)
 	if err == nil || !strings.Contains(err.Error(), "newer than this binary") {
 		t.Fatalf("want refusal of newer schema, got %v", err)
 	}
@@ -283,7 +285,7 @@ func TestAudit(t *testing.T) {
 // Two processes (vigie run and vigie console) may share a data directory.
 func TestTwoStoresShareOneDatabase(t *testing.T) {
 	s1, dir := openTest(t)
-	s2, err := Open(t.Context(), dir)
+	s2, err := Open(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,5 +312,59 @@ func TestTwoStoresShareOneDatabase(t *testing.T) {
 	}
 	if p, _ := s1.Pending(ctx, "matrix", 1000); len(p) != 100 {
 		t.Fatalf("want 100 rows from two writers, got %d", len(p))
+	}
+}
+
+// Everything the store stamps comes from the clock it was given, read once
+// per transaction: a fact written in a transaction is as old as the
+// transaction says, whatever the wall clock.
+func TestStoreTimeIsTheInjectedClock(t *testing.T) {
+	at := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	clk := clock.NewManual(at)
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "data"), clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	err = s.InTx(ctx, func(tx *Tx) error {
+		if !tx.Now().Equal(at) {
+			t.Errorf("transaction time %v, want %v", tx.Now(), at)
+		}
+		clk.Advance(time.Hour) // the transaction keeps its one reading
+		if !tx.Now().Equal(at) {
+			t.Errorf("transaction time moved to %v", tx.Now())
+		}
+		return tx.SetFact(ctx, "k", "a", "v")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgetBefore := func(when time.Time) (kept bool) {
+		t.Helper()
+		err := s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.ForgetFactsBefore(ctx, "k", when); err != nil {
+				return err
+			}
+			_, kept, err = tx.Fact(ctx, "k", "a")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kept
+	}
+	if !forgetBefore(at) {
+		t.Fatal("a fact stamped at the transaction's time was older than it")
+	}
+	if forgetBefore(at.Add(time.Millisecond)) {
+		t.Fatal("the fact was not stamped with the injected clock")
+	}
+	if err := s.Audit(ctx, AuditRecord{Actor: "@a:x", Command: "ping"}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.AuditLog(ctx, AuditFilter{Limit: 1})
+	if err != nil || len(recs) != 1 || !recs[0].At.Equal(at.Add(time.Hour)) {
+		t.Fatalf("audit record %+v, %v: want the clock's time %v", recs, err, at.Add(time.Hour))
 	}
 }

@@ -93,7 +93,7 @@ func matrixView(msgs []*event.Event, bot id.UserID) roomView {
 // same watcher and engine in-process, and returns what the room must show.
 func expectedView(t *testing.T, frames []string, room string) roomView {
 	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "expected"))
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "expected"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func (e *matrixEnv) startAlerting(t *testing.T, room id.RoomID, frames []string)
 	}
 	bot, _ := e.start(t)
 	e.alice.WaitForJoin(t, room, e.botID, 30*time.Second)
-	st, err := store.Open(t.Context(), e.dataDir)
+	st, err := store.Open(t.Context(), e.dataDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

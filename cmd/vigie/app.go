@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vigie/vigie/auth"
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/commands"
 	"github.com/vigie/vigie/config"
 	"github.com/vigie/vigie/incidents"
@@ -28,6 +29,7 @@ import (
 // watchers, metrics.
 type app struct {
 	cfg      *config.Config
+	clock    clock.Clock
 	log      zerolog.Logger
 	store    *store.Store
 	outbox   *outbox.Outbox
@@ -42,16 +44,16 @@ type app struct {
 const seenRetention = 7 * 24 * time.Hour
 
 // newApp wires everything but the transport; routes say where incidents go.
-func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes []incidents.Route) (*app, error) {
+func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolog.Logger, routes []incidents.Route) (*app, error) {
 	rules, err := alertRules(cfg)
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, cfg.DataDir)
+	st, err := store.Open(ctx, cfg.DataDir, clk)
 	if err != nil {
 		return nil, fmt.Errorf("state store: %w", err)
 	}
-	if _, err := st.ForgetSeenBefore(ctx, time.Now().Add(-seenRetention)); err != nil {
+	if _, err := st.ForgetSeenBefore(ctx, clk.Now().Add(-seenRetention)); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("state store: %w", err)
 	}
@@ -84,9 +86,9 @@ func newApp(ctx context.Context, cfg *config.Config, log zerolog.Logger, routes 
 		Registry: reg, Replies: box, Seen: st, Audit: st, Authorizer: authz, Metrics: m,
 		Timeout: cfg.Commands.Timeout.Duration, MaxReplyBytes: cfg.Commands.MaxReplyBytes,
 		ConfirmTimeout: cfg.Policy.ConfirmTimeout.Duration, MutationsPerMin: cfg.Policy.MutationsPerMin,
-		AuditTransport: auditTransport, AuditRoom: cfg.Policy.AuditRoom,
+		AuditTransport: auditTransport, AuditRoom: cfg.Policy.AuditRoom, Clock: clk,
 	})
-	return &app{cfg: cfg, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
+	return &app{cfg: cfg, clock: clk, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
 		watchers: newWatchers(cfg, st)}, nil
 }
 

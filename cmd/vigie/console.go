@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/config"
 	"github.com/vigie/vigie/console"
 	"github.com/vigie/vigie/incidents"
@@ -22,7 +23,7 @@ func drainTimeout(cfg *config.Config) time.Duration {
 
 // runConsole serves commands from stdin until end of input, then exits once
 // every reply is printed.
-func runConsole(ctx context.Context, cfg *config.Config, as string, stdin io.Reader, stdout, stderr io.Writer) error {
+func runConsole(ctx context.Context, cfg *config.Config, clk clock.Clock, as string, stdin io.Reader, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr, zerolog.WarnLevel)
 	ctx = log.WithContext(ctx)
 	sender := cfg.Console.Sender
@@ -32,7 +33,7 @@ func runConsole(ctx context.Context, cfg *config.Config, as string, stdin io.Rea
 		}
 		sender = as
 	}
-	a, err := newApp(ctx, cfg, log, []incidents.Route{{Transport: console.Transport, Room: console.Room}})
+	a, err := newApp(ctx, cfg, clk, log, []incidents.Route{{Transport: console.Transport, Room: console.Room}})
 	if err != nil {
 		return err
 	}

@@ -298,7 +298,7 @@ func TestMatrixEndToEnd(t *testing.T) {
 // waitOutbox polls the bot's own store, as an operator could with sqlite3.
 func waitOutbox(t *testing.T, dataDir string, done func(map[string]int) bool) {
 	t.Helper()
-	st, err := store.Open(t.Context(), dataDir)
+	st, err := store.Open(t.Context(), dataDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-	"time"
 
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/config"
 )
 
@@ -39,7 +39,8 @@ func main() {
 
 // run is main with its world injected, for tests; it returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	started := time.Now()
+	clk := clock.System // the process's one clock
+	started := clk.Now()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -85,9 +86,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 	switch cmd {
 	case "run":
-		err = runMatrix(ctx, cfg, started, stderr)
+		err = runMatrix(ctx, cfg, clk, started, stderr)
 	case "console":
-		err = runConsole(ctx, cfg, as, stdin, stdout, stderr)
+		err = runConsole(ctx, cfg, clk, as, stdin, stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "vigie %s: %v\n", cmd, err)

@@ -135,7 +135,7 @@ groups = ["cn=deployers,ou=groups,dc=example,dc=org"]
 	// Outside the group: refused, and the refusal is audited.
 	ev = e.bob.SendText(t, room, deploy)
 	e.replyWith(t, room.String(), ev.String(), "⛔ Not allowed: deploy — you (uid=bob,ou=people,dc=example,dc=org) are not in any group")
-	st, err := store.Open(t.Context(), e.dataDir)
+	st, err := store.Open(t.Context(), e.dataDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

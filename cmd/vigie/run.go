@@ -11,18 +11,19 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vigie/vigie/bot"
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/config"
 	"github.com/vigie/vigie/telemetry"
 )
 
 // runMatrix serves Matrix rooms until ctx is cancelled or a fatal error.
-func runMatrix(ctx context.Context, cfg *config.Config, started time.Time, logOut io.Writer) error {
+func runMatrix(ctx context.Context, cfg *config.Config, clk clock.Clock, started time.Time, logOut io.Writer) error {
 	if ps := cfg.MatrixProblems(); len(ps) > 0 {
 		return fmt.Errorf("the configuration is not enough to connect to Matrix:\n%v", &config.Errors{Problems: ps})
 	}
 	log := newLogger(cfg.Log, logOut, zerolog.TraceLevel)
 	ctx = log.WithContext(ctx)
-	a, err := newApp(ctx, cfg, log, matrixRoutes(cfg, bot.Transport))
+	a, err := newApp(ctx, cfg, clk, log, matrixRoutes(cfg, bot.Transport))
 	if err != nil {
 		return err
 	}

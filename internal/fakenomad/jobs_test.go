@@ -519,7 +519,9 @@ func TestRevertScalePromote(t *testing.T) {
 
 func TestRestart(t *testing.T) {
 	s := New(t, Config{})
-	s.SetDeploymentStep(5 * time.Millisecond)
+	// No scheduler step until the restarting state is seen: a short step
+	// could run first on a slow machine.
+	s.SetDeploymentStep(time.Hour)
 	c := client(t, s)
 	alloc := &api.Allocation{ID: WebAllocID}
 	if err := c.Allocations().Restart(alloc, "", nil); err != nil {
@@ -537,6 +539,7 @@ func TestRestart(t *testing.T) {
 	if ts := stub().TaskStates["server"]; ts.Restarts != 1 || ts.State != "pending" {
 		t.Errorf("restarting: %+v", ts)
 	}
+	s.SetDeploymentStep(5 * time.Millisecond)
 	eventually(t, "the task running again", func() bool { return stub().TaskStates["server"].State == "running" })
 	if err := c.Allocations().Restart(&api.Allocation{ID: "nope"}, "", nil); statusCode(err) != 404 || errorBody(err) != `Unknown allocation "nope"` {
 		t.Errorf("unknown alloc: %v", err)
