@@ -119,6 +119,12 @@ func (c *Consul) Watch(ctx context.Context, sink Sink) error {
 			return nil
 		}
 		if err != nil {
+			// The agent may have restarted, lost its data or been replaced:
+			// it may never reach an index from before the error, and a
+			// query blocking on it would wait the whole wait (5 min) while
+			// checks fail. Start again with a plain read, diffed against
+			// the last snapshot delivered.
+			index = 0
 			wait := outage.failed(log, c.cfg.Address, c.cfg.Backoff, err)
 			if ctxutil.Sleep(ctx, wait) != nil {
 				return nil
@@ -132,9 +138,11 @@ func (c *Consul) Watch(ctx context.Context, sink Sink) error {
 
 		next := max(res.index, 1) // never block on 0: it would return at once
 		if index > 0 && next < index {
-			log.Info().Uint64("from", index).Uint64("to", res.index).Msg("Consul index went backwards (snapshot restore or server change); reading the full health state again")
-			index, deliver = 0, true
-			continue
+			// Consul answered at once (a restore abandons blocking queries)
+			// with its whole current state: that answer is the fresh read
+			// the index rules ask for, delivered now.
+			log.Info().Uint64("from", index).Uint64("to", res.index).Msg("Consul index went backwards (snapshot restore or server change); starting again from this state")
+			deliver = true
 		}
 		index = next
 

@@ -291,12 +291,37 @@ func TestConsulIndexBackwardsResets(t *testing.T) {
 	for _, r := range rs {
 		seq = append(seq, r.Index())
 	}
-	// 0 (first read), 48 (answered 30), 0 (reset), 30 (blocking again).
-	if !slices.Equal(seq[:4], []uint64{0, 48, 0, 30}) {
-		t.Fatalf("request indexes %v, want 0 48 0 30; %v", seq, rs)
+	// 0 (first read), 48 (answered 30 at once: the whole new state, taken
+	// as is), 30 (blocking on the new index).
+	if !slices.Equal(seq[:3], []uint64{0, 48, 30}) {
+		t.Fatalf("request indexes %v, want 0 48 30; %v", seq, rs)
 	}
-	if rs[2].Query.Has("wait") {
-		t.Fatalf("reset request %s blocks", rs[2])
+}
+
+// A Consul agent that goes down and comes back as a new agent (fresh data,
+// lower index) is read again at once: after an error the watcher never
+// blocks on an index from before it, which the new agent would take the
+// whole wait (5 min here) to reach.
+func TestConsulOutageEndsInSeconds(t *testing.T) {
+	h := startConsul(t, ConsulConfig{Wait: 5 * time.Minute}, nil)
+	h.next(t)
+	h.waitRequests(t, 1, atIndex(48))
+	before := len(h.fake.Requests())
+	h.fake.Stop()
+	waitFor(t, "the outage to be noticed", func() bool {
+		return len(h.logs.entries(t, "warn", "Consul health watch failing")) > 0
+	})
+	// A check went critical meanwhile; the new agent's index is far lower.
+	if err := h.fake.Restart(5, fakeconsul.StateTTLExpired()); err != nil {
+		t.Fatal(err)
+	}
+	b := h.next(t) // within 10 s, not 5 min
+	if b.Cursor.Index != 5 || consulCheck(t, b, "vm", "chatops-ttl").Status != "critical" {
+		t.Fatalf("after the restart: cursor %+v", b.Cursor)
+	}
+	after := h.fake.Requests()[before:]
+	if len(after) == 0 || after[0].Index() != 0 || after[0].Query.Has("wait") {
+		t.Fatalf("first request after the outage %v, want a plain read", after)
 	}
 }
 

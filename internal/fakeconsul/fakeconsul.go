@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -27,6 +26,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/vigie/vigie/internal/restartable"
 )
 
 // The captured states and their X-Consul-Index (from the .headers files).
@@ -127,7 +128,7 @@ type Server struct {
 	// URL is the base address, e.g. http://127.0.0.1:41234.
 	URL string
 
-	srv       *httptest.Server
+	srv       *restartable.Server
 	done      chan struct{} // closed by Close: blocked queries return
 	closeOnce sync.Once
 
@@ -153,7 +154,9 @@ func New() *Server {
 		panic(err) // the embedded capture is valid JSON
 	}
 	s.index, s.checks = IndexBefore, checks
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	if s.srv, err = restartable.Start(http.HandlerFunc(s.serve)); err != nil {
+		panic("fakeconsul: " + err.Error()) // as httptest does: no loopback port
+	}
 	s.URL = s.srv.URL
 	return s
 }
@@ -161,7 +164,25 @@ func New() *Server {
 // Close stops the server; blocked queries see their connection drop.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.done) })
-	s.srv.Close()
+	s.srv.Stop()
+}
+
+// Stop takes the agent down: connections are refused, blocked queries cut.
+func (s *Server) Stop() { s.srv.Stop() }
+
+// Restart brings a stopped agent back on the same address as a new agent
+// (a dev agent, or one whose data was lost): its state is body at index,
+// whatever came before, and it remembers no earlier query.
+func (s *Server) Restart(index uint64, body []byte) error {
+	cs, err := parseChecks(body)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.index, s.checks = index, cs
+	s.notify()
+	s.mu.Unlock()
+	return s.srv.Restart()
 }
 
 // Index is the current X-Consul-Index.
