@@ -8,8 +8,12 @@ import (
 	"github.com/vigie/vigie/store"
 )
 
-// Alerts lists the open incidents.
-type Alerts struct{ Book IncidentBook }
+// Alerts lists the open incidents, and the sources Vigie cannot see: an
+// empty list means nothing only if Vigie is watching.
+type Alerts struct {
+	Book    IncidentBook
+	Sources Sources // nil: no watcher
+}
 
 // Spec implements Handler.
 func (a *Alerts) Spec() Spec {
@@ -23,8 +27,19 @@ func (a *Alerts) Run(ctx context.Context, req *Request) (render.Node, error) {
 	if err != nil {
 		return render.Node{}, err
 	}
-	if len(live) == 0 {
+	unseen := unseenSources(a.Sources)
+	if len(live) == 0 && len(unseen) == 0 {
+		if seen := seenSources(a.Sources); seen != "" {
+			return render.Text("✅ No open incident; Vigie sees " + seen + "."), nil
+		}
 		return render.Text("✅ No open incident."), nil
+	}
+	var blind []render.Node
+	if len(unseen) > 0 {
+		blind = []render.Node{render.Heading(render.Text("⚠️ What Vigie cannot see, it cannot alert on")), render.List(unseen...)}
+	}
+	if len(live) == 0 {
+		return render.Group(append(blind, render.Line(render.Text("No open incident among what it sees.")))...), nil
 	}
 	items := make([]render.Node, len(live))
 	for i, in := range live {
@@ -41,5 +56,5 @@ func (a *Alerts) Run(ctx context.Context, req *Request) (render.Node, error) {
 		}
 		items[i] = render.Group(append([]render.Node{render.Bold(render.Text(incidentLine(in)))}, notes...)...)
 	}
-	return render.Group(render.Heading(render.Text(fmt.Sprintf("%d open incident(s)", len(live)))), render.List(items...)), nil
+	return render.Group(append(blind, render.Heading(render.Text(fmt.Sprintf("%d open incident(s)", len(live)))), render.List(items...))...), nil
 }

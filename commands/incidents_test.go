@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigie/vigie/incidents"
 	"github.com/vigie/vigie/outbox"
@@ -119,5 +120,41 @@ func TestQuietCommandRepliesOnlyOnFailure(t *testing.T) {
 	}
 	if a := f.lastAudit(t); a.Command != "ack" || a.Outcome != "error" {
 		t.Fatalf("audit %+v", a)
+	}
+}
+
+// sources is a fixed view of Vigie's sources.
+type sources []watchers.SourceStatus
+
+func (s sources) Statuses() []watchers.SourceStatus { return s }
+
+// An empty incident list says what Vigie sees; a blind source is named, so
+// "no open incident" is never said while Vigie cannot see.
+func TestAlertsSaysWhatVigieCannotSee(t *testing.T) {
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng := incidents.New(incidents.Config{Routes: []incidents.Route{{Transport: "alerts", Room: "!ops"}}}, st)
+	since := time.Date(2026, 11, 26, 12, 3, 0, 0, time.UTC)
+	src := sources{
+		{Name: "nomad", Display: "Nomad", Address: "http://10.0.0.1:4646", Up: false, Blind: true, Since: since, Reason: "connection refused"},
+		{Name: "consul", Display: "Consul", Address: "http://10.0.0.1:8500", Up: true},
+	}
+	reg, err := NewRegistry(&Alerts{Book: eng, Sources: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &routerFixture{st: st, metrics: telemetry.NewMetrics()}
+	f.router = NewRouter(RouterConfig{Registry: reg, Replies: outbox.New(st), Seen: st, Audit: st, Metrics: f.metrics, MaxReplyBytes: 16000})
+	m := f.one(t, "alerts")
+	if strings.Contains(m.Plain, "✅") || !strings.Contains(m.Plain, "Vigie cannot see Nomad since 12:03 UTC: connection refused (http://10.0.0.1:4646)") ||
+		!strings.Contains(m.Plain, "No open incident among what it sees") {
+		t.Fatalf("alerts while blind:\n%s", m.Plain)
+	}
+	src[0].Up, src[0].Blind = true, false
+	if m := f.one(t, "alerts"); m.Plain != "✅ No open incident; Vigie sees Nomad, Consul." {
+		t.Fatalf("alerts while seeing: %q", m.Plain)
 	}
 }

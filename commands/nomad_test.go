@@ -32,7 +32,10 @@ func newNomadFixture(t *testing.T, jobspecs string) (*confirmFixture, *fakenomad
 	t.Cleanup(func() { st.Close() })
 	f := &confirmFixture{routerFixture: &routerFixture{st: st, metrics: telemetry.NewMetrics()},
 		pol: &policy{allowed: map[string]bool{"@alice:x": true}}}
-	reg, err := NewRegistry(&Deploy{Nomad: nomad, JobspecsDir: jobspecs}, &Rollback{Nomad: nomad}, &Status{Nomad: nomad}, &Jobs{Nomad: nomad},
+	reg, err := NewRegistry(&Deploy{Nomad: nomad, JobspecsDir: jobspecs}, &Rollback{Nomad: nomad}, &Status{Nomad: nomad, Sources: sources{
+		{Name: "nomad", Display: "Nomad", Address: "http://127.0.0.1:4646", Up: true},
+		{Name: "consul", Display: "Consul", Address: "http://127.0.0.1:8500", Blind: true, Since: time.Date(2026, 11, 26, 12, 3, 0, 0, time.UTC), Reason: "not reached yet"},
+	}}, &Jobs{Nomad: nomad},
 		&Job{Nomad: nomad}, &Logs{Nomad: nomad}, &Scale{Nomad: nomad})
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +130,10 @@ func TestNomadReadCommands(t *testing.T) {
 		if out := plains(f.say(t, "@alice:x", in)); !strings.Contains(out, want) {
 			t.Errorf("%q → %q, want %q", in, out, want)
 		}
+	}
+	if out := plains(f.say(t, "@alice:x", "status")); !strings.Contains(out, "Vigie's watch") ||
+		!strings.Contains(out, "🔴 Vigie cannot see Consul since 12:03 UTC: not reached yet (http://127.0.0.1:8500)") {
+		t.Errorf("status does not say what Vigie cannot see:\n%s", out)
 	}
 }
 

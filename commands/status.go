@@ -17,8 +17,11 @@ type NomadReader interface {
 	Logs(ctx context.Context, target, task string, lines int, stderr bool) (nomadops.LogTail, error)
 }
 
-// Status summarises the cluster.
-type Status struct{ Nomad NomadReader }
+// Status summarises the cluster, and what Vigie sees of it.
+type Status struct {
+	Nomad   NomadReader
+	Sources Sources // nil: no watcher
+}
 
 // Spec implements Command.
 func (s *Status) Spec() Spec {
@@ -32,11 +35,11 @@ func (s *Status) Run(ctx context.Context, _ *Request) (render.Node, error) {
 		return render.Node{}, err
 	}
 	n := st.Nodes
-	lines := []render.Node{
+	lines := append(watchSection(s.Sources),
 		render.Heading(render.Text("Nomad")),
 		render.Line(render.Text("Leader: "), render.Code(st.Leader)),
 		render.Line(render.Text(fmt.Sprintf("Nodes: %d ready of %d, %d down, %d ineligible", n.Ready, n.Total, n.Down, n.Ineligible))),
-	}
+	)
 	var problems []render.Node
 	for _, p := range n.Problems {
 		what := p.Status + ", " + p.Eligibility

@@ -145,6 +145,9 @@ type Alerts struct {
 	FlapWindow       Duration    `toml:"flap_window"`       // state changes counted over this window
 	FlapThreshold    int         `toml:"flap_threshold"`    // changes in the window that make an incident flapping
 	ReminderInterval Duration    `toml:"reminder_interval"` // remind unacknowledged critical incidents; "0s" never
+	BlindAfter       Duration    `toml:"blind_after"`       // a source unreadable this long is a critical incident
+	HealthyAfter     Duration    `toml:"healthy_after"`     // an allocation without deployment health is healthy once running this long
+	MaxHold          Duration    `toml:"max_hold"`          // longest a check is held back by a deployment, drain or maintenance
 	Rooms            []AlertRoom `toml:"rooms"`
 }
 
@@ -219,6 +222,7 @@ func Default() *Config {
 		Alerts: Alerts{
 			EditInterval: Duration{5 * time.Second}, RoomCap: 10, ThreadCap: 5,
 			FlapWindow: Duration{10 * time.Minute}, FlapThreshold: 4, ReminderInterval: Duration{30 * time.Minute},
+			BlindAfter: Duration{time.Minute}, HealthyAfter: Duration{2 * time.Minute}, MaxHold: Duration{30 * time.Minute},
 		},
 		Consul: Consul{
 			Address: "http://127.0.0.1:8500", Watch: true,

@@ -196,11 +196,16 @@ func (c *Config) validateAlerts(d *decoder) {
 			d.addAt("alerts.severities", d.entryLine("alerts.severities", i), `entry %q: write "rule=severity" with severity info, warning or critical`, s)
 		}
 	}
-	if a.EditInterval.Duration <= 0 {
-		d.add("alerts.edit_interval", "must be greater than 0")
-	}
-	if a.FlapWindow.Duration <= 0 {
-		d.add("alerts.flap_window", "must be greater than 0")
+	for _, k := range []struct {
+		key string
+		v   Duration
+	}{
+		{"alerts.edit_interval", a.EditInterval}, {"alerts.flap_window", a.FlapWindow}, {"alerts.blind_after", a.BlindAfter},
+		{"alerts.healthy_after", a.HealthyAfter}, {"alerts.max_hold", a.MaxHold},
+	} {
+		if k.v.Duration <= 0 {
+			d.add(k.key, "must be greater than 0")
+		}
 	}
 	for key, v := range map[string]int{"alerts.room_cap": a.RoomCap, "alerts.thread_cap": a.ThreadCap, "alerts.flap_threshold": a.FlapThreshold} {
 		if v < 1 {

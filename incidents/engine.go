@@ -447,7 +447,7 @@ func (e *Engine) routes(in *store.Incident) []Route {
 		if Severity(in.Severity) < r.MinSeverity {
 			continue
 		}
-		if globsMatch(r.Namespaces, l.Namespace) && globsMatch(r.Jobs, l.Job) && globsMatch(r.Nodes, l.Node) &&
+		if l.Sight != "" || globsMatch(r.Namespaces, l.Namespace) && globsMatch(r.Jobs, l.Job) && globsMatch(r.Nodes, l.Node) &&
 			globsMatch(r.Checks, l.Check) && globsMatch(r.Services, l.Service) {
 			out = append(out, r)
 		}

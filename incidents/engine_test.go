@@ -104,6 +104,14 @@ func (f *fixture) feed(outputs ...string) {
 	}
 }
 
+// consume hands events to the engine as one batch, without a cursor.
+func (f *fixture) consume(evs ...watchers.Event) {
+	f.t.Helper()
+	if err := f.e.Consume(f.t.Context(), watchers.Batch{Events: evs}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 func (f *fixture) advance(d time.Duration) {
 	f.t.Helper()
 	f.clock.Advance(d)
@@ -423,6 +431,25 @@ func TestAcknowledgeAndReminders(t *testing.T) {
 	}
 	if _, err := f.e.Acknowledge(t.Context(), 999, "@a:x"); err == nil {
 		t.Fatal("acknowledged a missing incident")
+	}
+}
+
+// An incident opened from an old event (Vigie catching up) is dated by
+// the event, but reminded an interval after it was posted, not at once.
+func TestRemindersCountFromThePost(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.ReminderInterval = 30 * time.Minute
+		c.Rules = []Rule{SourceBlind{Severity: Critical}}
+	})
+	old := f.clock.Now().Add(-72 * time.Hour)
+	f.consume(sightEvent(watchers.SightBlind, watchers.Sight{Source: "Nomad", Address: "http://n:4646", Since: old, Reason: "refused"}))
+	f.advance(time.Minute)
+	if _, _, threads := f.messages("!ops"); len(threads) != 0 {
+		t.Fatalf("reminded at once: %v", threads)
+	}
+	f.advance(30 * time.Minute)
+	if _, _, threads := f.messages("!ops"); len(threads) != 1 || !strings.Contains(threads[0].Plain, "Still open after 3d0h") {
+		t.Fatalf("reminder: %v", threads)
 	}
 }
 

@@ -19,6 +19,9 @@ func (p *pass) post(ctx context.Context, in *store.Incident, detail *Detail) err
 	}
 	in.SilencedBy = silencedBy
 	in.LastEditAt = p.now
+	// Reminders count from the post, not from the source's time: an
+	// incident opened from an old event (a catch-up) is not reminded at once.
+	in.RemindedAt = p.now
 	if err := p.tx.SaveIncident(ctx, in); err != nil {
 		return err
 	}

@@ -67,6 +67,10 @@ type Labels struct {
 	Service    string // Consul service name
 	Alloc      string // allocation ID
 	Deployment string // deployment ID
+	// Sight: the source (watcher name) an incident about Vigie's own watch
+	// is about. Such incidents go to every alert room whatever its
+	// filters: a room is told when Vigie cannot see what it would be told.
+	Sight string
 }
 
 // Detail is one entry of an incident's thread: a line and an optional

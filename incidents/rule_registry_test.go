@@ -9,7 +9,7 @@ func TestRuleRegistry(t *testing.T) {
 	all := []string{
 		"alloc-failed", "alloc-lost", "alloc-oom", "consul-check", "consul-service-empty",
 		"deployment-failed", "eval-blocked", "job-stopped", "node-down", "node-unschedulable",
-		"restarts-exhausted",
+		"restarts-exhausted", "source-blind", "source-rewound",
 	}
 	names := func(rules []Rule) []string {
 		var out []string

@@ -70,3 +70,50 @@ func (m *Metrics) RegisterOutbox(transport string, c OutboxCounter) {
 		}))
 	}
 }
+
+// SourceReading is what the metrics show of one source Vigie watches.
+type SourceReading struct {
+	Name        string // e.g. "nomad"
+	Up          bool   // the last attempt to read it succeeded
+	Blind       bool   // not read for longer than the grace period
+	LastContact time.Time
+}
+
+// RegisterSources exports, read at scrape time, whether Vigie sees each
+// source and when it last heard from it.
+func (m *Metrics) RegisterSources(read func() []SourceReading) {
+	m.Registry.MustRegister(sourceCollector(read))
+}
+
+var (
+	sourceUpDesc = prometheus.NewDesc("vigie_source_up",
+		"1 if the last attempt to read the source (Nomad event stream, Consul health...) succeeded, else 0.", []string{"source"}, nil)
+	sourceBlindDesc = prometheus.NewDesc("vigie_source_blind",
+		"1 if Vigie has not read the source for longer than alerts.blind_after, else 0.", []string{"source"}, nil)
+	sourceContactDesc = prometheus.NewDesc("vigie_source_last_contact_timestamp_seconds",
+		"When the source last answered (event, heartbeat, response), as a Unix time; absent before the first answer.", []string{"source"}, nil)
+)
+
+type sourceCollector func() []SourceReading
+
+func (sourceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sourceUpDesc
+	ch <- sourceBlindDesc
+	ch <- sourceContactDesc
+}
+
+func (read sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	flag := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, s := range read() {
+		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, flag(s.Up), s.Name)
+		ch <- prometheus.MustNewConstMetric(sourceBlindDesc, prometheus.GaugeValue, flag(s.Blind), s.Name)
+		if !s.LastContact.IsZero() {
+			ch <- prometheus.MustNewConstMetric(sourceContactDesc, prometheus.GaugeValue, float64(s.LastContact.UnixMilli())/1000, s.Name)
+		}
+	}
+}

@@ -8,12 +8,19 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHandler(t *testing.T) {
 	m := NewMetrics()
 	m.MessagesSent.WithLabelValues("matrix").Add(3)
 	m.RegisterOutbox("matrix", fakeCounts{"pending": 7})
+	m.RegisterSources(func() []SourceReading {
+		return []SourceReading{
+			{Name: "nomad", Up: true, LastContact: time.Unix(1700000000, 500e6)},
+			{Name: "consul", Blind: true},
+		}
+	})
 	var notReady error = errors.New("matrix not synced yet")
 	srv := httptest.NewServer(Handler(m, func(context.Context) error { return notReady }))
 	defer srv.Close()
@@ -41,6 +48,18 @@ func TestHandler(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `vigie_messages_sent_total{transport="matrix"} 3`) || !strings.Contains(body, "go_goroutines") ||
 		!strings.Contains(body, `vigie_outbox_messages{state="pending",transport="matrix"} 7`) {
 		t.Errorf("metrics: %d\n%s", code, body)
+	}
+	for _, want := range []string{
+		`vigie_source_up{source="nomad"} 1`, `vigie_source_blind{source="nomad"} 0`,
+		`vigie_source_last_contact_timestamp_seconds{source="nomad"} 1.7000000005e+09`,
+		`vigie_source_up{source="consul"} 0`, `vigie_source_blind{source="consul"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `vigie_source_last_contact_timestamp_seconds{source="consul"}`) {
+		t.Error("a source never heard from has a last contact time")
 	}
 }
 

@@ -91,13 +91,16 @@ func NewConsul(cfg ConsulConfig) *Consul {
 // Name implements Watcher.
 func (c *Consul) Name() string { return "consul" }
 
+// Address implements Watcher.
+func (c *Consul) Address() string { return c.cfg.Address }
+
 // Watch implements Watcher. It follows Consul's rules for blocking queries:
 // start at index 0 (a plain read), then block on the last index; reset to 0
 // when the index goes backwards; never block on 0; and space requests with
 // a token bucket, since a busy cluster answers blocking queries at once.
 // Errors are retried here with backoff, so that an outage is logged once;
 // only a failing sink ends the run.
-func (c *Consul) Watch(ctx context.Context, sink Sink) error {
+func (c *Consul) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 	log := zerolog.Ctx(ctx)
 	bucket := consulBucket{interval: c.cfg.MinInterval, burst: 2, tokens: 2, last: time.Now()}
 	var (
@@ -125,12 +128,14 @@ func (c *Consul) Watch(ctx context.Context, sink Sink) error {
 			// checks fail. Start again with a plain read, diffed against
 			// the last snapshot delivered.
 			index = 0
+			lookout.Lost(err)
 			wait := outage.failed(log, c.cfg.Address, c.cfg.Backoff, err)
 			if ctxutil.Sleep(ctx, wait) != nil {
 				return nil
 			}
 			continue
 		}
+		lookout.Seen()
 		outage.recovered(log, c.cfg.Address)
 		if !warned {
 			warned = c.warnVisibility(log, res)

@@ -75,9 +75,10 @@ func (l *consulLogs) entries(t *testing.T, level, msg string) []map[string]any {
 }
 
 type consulHarness struct {
-	fake *fakeconsul.Server
-	sink *consulSink
-	logs *consulLogs
+	fake    *fakeconsul.Server
+	sink    *consulSink
+	logs    *consulLogs
+	lookout *lookoutLog
 	stop func() error // cancels Watch and returns its result
 }
 
@@ -100,11 +101,11 @@ func startConsul(t *testing.T, cfg ConsulConfig, setup func(*fakeconsul.Server))
 	if cfg.Backoff == (Backoff{}) {
 		cfg.Backoff = Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}
 	}
-	h := &consulHarness{fake: f, sink: &consulSink{batches: make(chan Batch, 100)}, logs: &consulLogs{}}
+	h := &consulHarness{fake: f, sink: &consulSink{batches: make(chan Batch, 100)}, logs: &consulLogs{}, lookout: &lookoutLog{}}
 	ctx, cancel := context.WithCancel(zerolog.New(h.logs).Level(zerolog.DebugLevel).WithContext(t.Context()))
 	done := make(chan error, 1)
 	w := NewConsul(cfg)
-	go func() { done <- w.Watch(ctx, h.sink) }()
+	go func() { done <- w.Watch(ctx, h.sink, h.lookout) }()
 	var once sync.Once
 	var err error
 	h.stop = func() error {
@@ -318,6 +319,9 @@ func TestConsulOutageEndsInSeconds(t *testing.T) {
 	b := h.next(t) // within 10 s, not 5 min
 	if b.Cursor.Index != 5 || consulCheck(t, b, "vm", "chatops-ttl").Status != "critical" {
 		t.Fatalf("after the restart: cursor %+v", b.Cursor)
+	}
+	if seen, lost := h.lookout.counts(); seen < 2 || lost == 0 {
+		t.Fatalf("lookout told %d answers, %d failures", seen, lost)
 	}
 	after := h.fake.Requests()[before:]
 	if len(after) == 0 || after[0].Index() != 0 || after[0].Query.Has("wait") {
@@ -550,7 +554,7 @@ func TestConsulFilteredByACLWarns(t *testing.T) {
 	sink := &consulSink{batches: make(chan Batch, 100)}
 	w := NewConsul(ConsulConfig{Address: srv.URL, Token: "partial", Wait: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond})
 	done := make(chan error, 1)
-	go func() { done <- w.Watch(ctx, sink) }()
+	go func() { done <- w.Watch(ctx, sink, &lookoutLog{}) }()
 	<-sink.batches
 	for answers.Load() < 4 { // a few more answers, all filtered
 		time.Sleep(5 * time.Millisecond)
@@ -572,7 +576,7 @@ func TestConsulSinkFailureEndsWatch(t *testing.T) {
 	if w.Name() != "consul" {
 		t.Fatalf("name %q", w.Name())
 	}
-	err := w.Watch(t.Context(), &consulSink{err: disk})
+	err := w.Watch(t.Context(), &consulSink{err: disk}, &lookoutLog{})
 	if !errors.Is(err, disk) {
 		t.Fatalf("Watch returned %v, want the sink's error", err)
 	}

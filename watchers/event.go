@@ -22,13 +22,23 @@ type Cursor struct {
 	Offset int
 }
 
+// behind reports whether a cluster whose latest index is index has not
+// reached this position: a position with an offset has read events at its
+// index, one without only expects events from its index on.
+func (c Cursor) behind(index uint64) bool {
+	if c.Offset > 0 {
+		return index < c.Index
+	}
+	return index+1 < c.Index
+}
+
 // Event is one fact from a source, stripped of the source's API types so
 // that the incident pipeline depends on nothing but this package. Exactly
 // one of the pointer fields is set.
 type Event struct {
 	Source    string // "nomad", "consul"
-	Topic     string // Nomad topic ("Allocation", "Node", ...) or "Check"
-	Type      string // Nomad event type ("AllocationUpdated", "NodeDrain", ...) or the check status
+	Topic     string // Nomad topic ("Allocation", "Node", ...), "Check", or TopicSight
+	Type      string // Nomad event type ("AllocationUpdated", "NodeDrain", ...), the check status, or a Sight* type
 	Index     uint64 // the source's index of this event
 	Namespace string
 	Time      time.Time // when the source says it happened; zero if unknown
@@ -39,6 +49,30 @@ type Event struct {
 	Node       *Node
 	Eval       *Eval
 	Check      *Check
+	Sight      *Sight
+}
+
+// TopicSight is the topic of events about Vigie's own view of a source.
+const TopicSight = "Sight"
+
+// Sight event types.
+const (
+	SightBlind   = "blind"   // Vigie cannot read the source (down, refused, stuck) past the grace period
+	SightSeeing  = "seeing"  // it reads the source again (or for the first time since it started)
+	SightRewound = "rewound" // the source's history restarted below what Vigie had read
+)
+
+// Sight is news about Vigie's watch of a source rather than about the
+// infrastructure: it went blind, sees again, or the source's history
+// restarted (a rebuilt cluster, a restored snapshot, a new dev agent).
+type Sight struct {
+	Source  string    // display name, e.g. "Nomad"
+	Address string    // where Vigie reads it
+	Since   time.Time // blind: when it stopped seeing; seeing: when it saw again
+	Reason  string    // blind: why, e.g. "connection refused"
+	// Rewound: the position Vigie had read up to (From) and the source's
+	// current index, where it resumes (To).
+	From, To uint64
 }
 
 // Alloc is a Nomad allocation.

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/vigie/vigie/clock"
 )
 
 // NomadConfig configures the Nomad event stream watcher. Zero fields take
@@ -44,6 +46,8 @@ type NomadConfig struct {
 	HTTPClient *http.Client
 	// LogTailBytes of stderr fetched for a failed task; default 2048.
 	LogTailBytes int
+	// Clock dates Vigie's own events; nil is the wall clock.
+	Clock clock.Clock
 }
 
 // CursorStore reads a watcher's persisted cursor; *store.Store implements it.
@@ -114,6 +118,7 @@ func NewNomad(cfg NomadConfig, cursors CursorStore) *Nomad {
 	if cfg.LogTailBytes <= 0 {
 		cfg.LogTailBytes = 2048
 	}
+	cfg.Clock = clock.OrSystem(cfg.Clock)
 	n := &Nomad{
 		cfg:     cfg,
 		addr:    strings.TrimRight(cfg.Address, "/"),
@@ -164,6 +169,9 @@ func NewNomad(cfg NomadConfig, cursors CursorStore) *Nomad {
 // Name implements Watcher.
 func (n *Nomad) Name() string { return nomadName }
 
+// Address implements Watcher.
+func (n *Nomad) Address() string { return n.addr }
+
 // nomadFatal marks an error that reconnecting cannot fix (a refused token,
 // a bad request, a failing sink): Watch returns it to the supervisor.
 type nomadFatal struct{ err error }
@@ -175,6 +183,7 @@ func (e *nomadFatal) Unwrap() error { return e.err }
 type nomadRun struct {
 	n        *Nomad
 	sink     Sink
+	lookout  Lookout
 	pos      Cursor // the last position handed to the sink
 	started  bool   // pos is known (read from the store or set on first start)
 	checked  bool   // the token was validated
@@ -188,13 +197,13 @@ type nomadRun struct {
 // logged once (warn) with its recovery (info, with its duration). It
 // returns, for the supervisor to restart it, only what reconnecting cannot
 // fix: a refused token or request, an unreadable cursor, a failing sink.
-func (n *Nomad) Watch(ctx context.Context, sink Sink) error {
+func (n *Nomad) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 	index, skip, ok, err := n.cursors.Cursor(ctx, nomadName)
 	if err != nil {
 		return fmt.Errorf("nomad: read cursor: %w", err)
 	}
 	r := &nomadRun{
-		n: n, sink: sink, started: ok, tails: newTailCache(),
+		n: n, sink: sink, lookout: lookout, started: ok, tails: newTailCache(),
 		pos: Cursor{Name: nomadName, Index: index, Offset: skip},
 	}
 	log := zerolog.Ctx(ctx)
@@ -206,10 +215,11 @@ func (n *Nomad) Watch(ctx context.Context, sink Sink) error {
 		if _, ok := errors.AsType[*nomadFatal](err); ok {
 			return err
 		}
+		lookout.Lost(err)
 		r.failures++
 		wait := n.cfg.Backoff.delay(r.failures)
 		if r.failures == 1 {
-			r.down = time.Now()
+			r.down = n.cfg.Clock.Now()
 			log.Warn().Err(err).Str("address", n.addr).Dur("retry_in", wait).Msg("Nomad event stream unavailable; reconnecting")
 		} else {
 			log.Debug().Err(err).Str("address", n.addr).Int("failures", r.failures).Dur("retry_in", wait).Msg("Nomad event stream still unavailable")
@@ -229,12 +239,12 @@ func (r *nomadRun) recovered(ctx context.Context) {
 	if r.failures == 0 {
 		return
 	}
-	zerolog.Ctx(ctx).Info().Str("address", r.n.addr).Dur("outage", time.Since(r.down)).Msg("Nomad event stream recovered")
+	zerolog.Ctx(ctx).Info().Str("address", r.n.addr).Dur("outage", r.n.cfg.Clock.Now().Sub(r.down)).Msg("Nomad event stream recovered")
 	r.failures = 0
 }
 
-// attempt validates the token and finds the start position if not done
-// yet, then follows one stream until it breaks.
+// attempt validates the token if not done yet, compares the position with
+// the cluster's, then follows one stream until it breaks.
 func (r *nomadRun) attempt(ctx context.Context) error {
 	if !r.checked {
 		if err := r.n.checkToken(ctx); err != nil {
@@ -242,23 +252,47 @@ func (r *nomadRun) attempt(ctx context.Context) error {
 		}
 		r.checked = true
 	}
-	if !r.started {
+	// On every connection, since the cluster may be another one now.
+	index, err := r.n.currentIndex(ctx)
+	if err != nil {
+		return err
+	}
+	r.lookout.Seen()
+	switch {
+	case !r.started:
 		// First start: begin after the cluster's current index, so that
 		// the server's replay buffer (up to 100 old raft batches) is not
 		// taken for news. The position goes to the sink at once, in an
 		// empty batch, so that a restart before the first event resumes
 		// here instead of skipping what happened meanwhile.
-		index, err := r.n.currentIndex(ctx)
-		if err != nil {
+		if err := r.moveTo(ctx, Cursor{Name: nomadName, Index: index + 1}); err != nil {
 			return err
 		}
-		pos := Cursor{Name: nomadName, Index: index + 1}
-		if err := r.sink.Consume(ctx, Batch{Cursor: pos}); err != nil {
-			return &nomadFatal{fmt.Errorf("nomad: sink: %w", err)}
+		r.started = true
+	case r.pos.behind(index):
+		// The cluster's history restarted below what was read (rebuilt,
+		// snapshot restored, a new dev agent): every frame until it climbs
+		// back past the old position would be dropped as already seen.
+		// Resume from where the cluster is, and say so.
+		now := r.n.cfg.Clock.Now()
+		zerolog.Ctx(ctx).Error().Str("address", r.n.addr).Uint64("read_up_to", r.pos.Index).Uint64("cluster_index", index).
+			Msg("Nomad's index is behind what Vigie had read: its history restarted; resuming from the cluster's index")
+		rewound := Event{Source: nomadName, Topic: TopicSight, Type: SightRewound, Index: index, Time: now,
+			Sight: &Sight{Source: "Nomad", Address: r.n.addr, Since: now, From: r.pos.Index, To: index}}
+		if err := r.moveTo(ctx, Cursor{Name: nomadName, Index: index + 1}, rewound); err != nil {
+			return err
 		}
-		r.pos, r.started = pos, true
 	}
 	return r.stream(ctx)
+}
+
+// moveTo hands the sink a new position, with what explains the move.
+func (r *nomadRun) moveTo(ctx context.Context, pos Cursor, events ...Event) error {
+	if err := r.sink.Consume(ctx, Batch{Cursor: pos, Events: events}); err != nil {
+		return &nomadFatal{fmt.Errorf("nomad: sink: %w", err)}
+	}
+	r.pos = pos
+	return nil
 }
 
 // checkToken fails early and clearly on a token Nomad refuses, since the
@@ -268,7 +302,7 @@ func (n *Nomad) checkToken(ctx context.Context) error {
 	defer cancel()
 	resp, err := n.get(ctx, "/v1/acl/token/self", nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("nomad at %s: %w", n.addr, err)
 	}
 	defer closeBody(resp)
 	switch body := readSnippet(resp); {
@@ -310,7 +344,7 @@ func (n *Nomad) currentIndex(ctx context.Context) (uint64, error) {
 		}
 		resp, err := n.get(ctx, p, q)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("nomad at %s: %w", n.addr, err)
 		}
 		body := readSnippet(resp)
 		closeBody(resp)
@@ -371,6 +405,7 @@ func (r *nomadRun) stream(ctx context.Context) error {
 			return n.streamError(sctx, err)
 		}
 		lines++
+		r.lookout.Seen()
 		if lines == 1 {
 			r.recovered(ctx)
 		}
@@ -513,7 +548,8 @@ func (n *Nomad) nsLabel() string {
 	return n.ns
 }
 
-// get sends a GET with the token and region.
+// get sends a GET with the token and region. Its errors name the method
+// and path but not the whole URL, whose query is noise in a message.
 func (n *Nomad) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
 	if q == nil {
 		q = url.Values{}
@@ -532,7 +568,11 @@ func (n *Nomad) get(ctx context.Context, path string, q url.Values) (*http.Respo
 	if n.cfg.Token != "" {
 		req.Header.Set("X-Nomad-Token", n.cfg.Token)
 	}
-	return n.client.Do(req)
+	resp, err := n.client.Do(req)
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = fmt.Errorf("GET %s: %w", path, ue.Err)
+	}
+	return resp, err
 }
 
 // readSnippet returns the start of a response body, for error messages.

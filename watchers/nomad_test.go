@@ -110,17 +110,17 @@ func testNomad(fake *fakenomad.Server, cfg NomadConfig, c CursorStore) *Nomad {
 	return NewNomad(cfg, c)
 }
 
-// run starts Watch and returns its result channel; Watch is stopped and
-// awaited when the test ends.
-func run(t *testing.T, n *Nomad, sink Sink) (<-chan error, *logBuffer) {
+// run starts Watch and returns its result channel, its log and what it
+// told its lookout; Watch is stopped and awaited when the test ends.
+func run(t *testing.T, n *Nomad, sink Sink) (<-chan error, *logBuffer, *lookoutLog) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs, lookout := &logBuffer{}, &lookoutLog{}
 	ctx, cancel := context.WithCancel(zerolog.New(logs).Level(zerolog.DebugLevel).WithContext(t.Context()))
 	done := make(chan error, 1)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		done <- n.Watch(ctx, sink)
+		done <- n.Watch(ctx, sink, lookout)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -130,7 +130,7 @@ func run(t *testing.T, n *Nomad, sink Sink) (<-chan error, *logBuffer) {
 			t.Error("Watch did not stop on cancel")
 		}
 	})
-	return done, logs
+	return done, logs, lookout
 }
 
 // streamRequests returns the query of each event stream request so far.
@@ -297,6 +297,56 @@ func TestNomadFirstStartSkipsTheBuffer(t *testing.T) {
 	}
 }
 
+// A cluster whose history restarted below what Vigie had read (a new dev
+// agent, a rebuilt cluster, a restored snapshot) is followed from its own
+// index at once, with an event saying so, rather than dropping every frame
+// until its index climbs past the old position.
+func TestNomadResumesAfterTheClusterHistoryRestarted(t *testing.T) {
+	fake := fakenomad.New(t, fakenomad.Config{})
+	sink := newBatchSink()
+	_, logs, _ := run(t, testNomad(fake, NomadConfig{}, fixedCursor{}), sink)
+	if first := sink.next(t); first.Cursor != (Cursor{"nomad", 66, 0}) {
+		t.Fatalf("first batch %+v", first.Cursor)
+	}
+	fake.Append(fakenomad.Reindex(frameAt(t, 23), 66))
+	if b := sink.next(t); b.Cursor != (Cursor{"nomad", 66, 4}) {
+		t.Fatalf("live batch %+v", b.Cursor)
+	}
+
+	// A new agent: its buffer holds the capture's first frames, the node
+	// registering at 8 up to 12.
+	fake.Stop()
+	var fresh []string
+	for _, f := range fakenomad.CaptureFrames() {
+		var head struct{ Index uint64 }
+		if err := json.Unmarshal([]byte(f), &head); err != nil {
+			t.Fatal(err)
+		}
+		if head.Index <= 12 {
+			fresh = append(fresh, f)
+		}
+	}
+	if err := fake.Restart(fresh...); err != nil {
+		t.Fatal(err)
+	}
+	b := sink.next(t)
+	if b.Cursor != (Cursor{"nomad", 13, 0}) || len(b.Events) != 1 {
+		t.Fatalf("after the restart: cursor %+v, %d events", b.Cursor, len(b.Events))
+	}
+	if e := b.Events[0]; e.Topic != TopicSight || e.Type != SightRewound || e.Sight == nil ||
+		e.Sight.From != 66 || e.Sight.To != 12 || e.Sight.Address != fake.URL {
+		t.Fatalf("rewound event %+v %+v", e, e.Sight)
+	}
+	if len(logs.lines("error", "history restarted")) != 1 {
+		t.Errorf("no error logged:\n%s", logs)
+	}
+	// The new cluster's first failure is news, not a replay.
+	fake.Append(fakenomad.Reindex(frameAt(t, 23), 13))
+	if b := sink.next(t); b.Cursor != (Cursor{"nomad", 13, 4}) || b.Events[1].Alloc.ClientStatus != "failed" {
+		t.Fatalf("first frame of the new cluster: %+v", b.Cursor)
+	}
+}
+
 func TestNomadResumesInsideASharedIndex(t *testing.T) {
 	all, cursors := captureEvents(t)
 	for _, c := range []struct {
@@ -340,7 +390,7 @@ func TestNomadResumesInsideASharedIndex(t *testing.T) {
 func TestNomadHeartbeatsKeepAStreamAndSilenceReplacesIt(t *testing.T) {
 	fake := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 20 * time.Millisecond})
 	sink := newBatchSink()
-	_, logs := run(t, testNomad(fake, NomadConfig{StreamTimeout: 150 * time.Millisecond}, fixedCursor{65, 0, true}), sink)
+	_, logs, _ := run(t, testNomad(fake, NomadConfig{StreamTimeout: 150 * time.Millisecond}, fixedCursor{65, 0, true}), sink)
 
 	if b := sink.next(t); b.Cursor != (Cursor{"nomad", 65, 1}) {
 		t.Fatalf("first batch %+v", b.Cursor)
@@ -372,7 +422,7 @@ func TestNomadSkipsWhatItCannotRead(t *testing.T) {
 	sink := newBatchSink()
 	// Service is not translated; asking for it lets the fake send it.
 	topics := append(slices.Clone(nomadDefaultTopics), "Service")
-	done, logs := run(t, testNomad(fake, NomadConfig{Topics: topics}, fixedCursor{65, 0, true}), sink)
+	done, logs, _ := run(t, testNomad(fake, NomadConfig{Topics: topics}, fixedCursor{65, 0, true}), sink)
 	sink.next(t) // frame 65: the stream is open
 
 	fake.Garbage("<html>502 Bad Gateway</html>")
@@ -421,7 +471,7 @@ func TestNomadReplacesAStreamWithAnOverlongLine(t *testing.T) {
 	sink := newBatchSink()
 	n := testNomad(fake, NomadConfig{}, fixedCursor{65, 0, true})
 	n.maxLine = 64 << 10 // above the capture's 15 KB Node frames
-	_, logs := run(t, n, sink)
+	_, logs, _ := run(t, n, sink)
 	sink.next(t)
 	fake.Garbage(`{"Events":[` + strings.Repeat(" ", 100<<10) + `],"Index":66}`)
 	waitFor(t, "a new stream", func() bool { return len(streamRequests(fake)) == 2 })
@@ -438,12 +488,16 @@ func TestNomadLogsEachOutageOnce(t *testing.T) {
 	fake := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: time.Hour})
 	fake.FailNext(3, 500)
 	sink := newBatchSink()
-	_, logs := run(t, testNomad(fake, NomadConfig{}, fixedCursor{64, 0, true}), sink)
+	_, logs, lookout := run(t, testNomad(fake, NomadConfig{}, fixedCursor{64, 0, true}), sink)
 
 	if b := sink.next(t); b.Cursor.Index != 64 {
 		t.Fatalf("first batch %+v", b.Cursor)
 	}
 	sink.next(t)
+	// The lookout hears of each failure and of the answers after them.
+	if seen, lost := lookout.counts(); lost != 3 || seen == 0 {
+		t.Fatalf("lookout told %d answers, %d failures; want some and 3", seen, lost)
+	}
 	if w := logs.lines("warn", "unavailable", fake.URL, "No cluster leader"); len(w) != 1 {
 		t.Fatalf("outage warnings: %q\n%s", w, logs)
 	}
@@ -455,6 +509,9 @@ func TestNomadLogsEachOutageOnce(t *testing.T) {
 	}
 	if len(logs.lines("warn")) != 1 {
 		t.Fatalf("other warnings\n%s", logs)
+	}
+	if !strings.Contains(lookout.lost[0], "No cluster leader") || !strings.Contains(lookout.lost[0], fake.URL) {
+		t.Fatalf("failure told to the lookout: %q", lookout.lost[0])
 	}
 
 	// A stream the server ends is a second outage, resumed from the cursor.
@@ -472,7 +529,7 @@ func TestNomadLogsEachOutageOnce(t *testing.T) {
 func TestNomadRefusedTokenIsAClearError(t *testing.T) {
 	fake := fakenomad.New(t, fakenomad.Config{Token: "s3cr3t"})
 	for token, why := range map[string]string{"wrong": "ACL token not found", "": "Permission denied"} {
-		done, _ := run(t, testNomad(fake, NomadConfig{Token: token}, fixedCursor{}), newBatchSink())
+		done, _, _ := run(t, testNomad(fake, NomadConfig{Token: token}, fixedCursor{}), newBatchSink())
 		select {
 		case err := <-done:
 			want := "Nomad at " + fake.URL + " rejected the token (403): " + why
@@ -487,7 +544,7 @@ func TestNomadRefusedTokenIsAClearError(t *testing.T) {
 
 func TestNomadRefusedStreamIsAClearError(t *testing.T) {
 	fake := fakenomad.New(t, fakenomad.Config{Token: "s3cr3t", DenyTopics: []string{"Node"}})
-	done, _ := run(t, testNomad(fake, NomadConfig{Token: "s3cr3t", Namespaces: []string{"ops"}}, fixedCursor{65, 1, true}), newBatchSink())
+	done, _, _ := run(t, testNomad(fake, NomadConfig{Token: "s3cr3t", Namespaces: []string{"ops"}}, fixedCursor{65, 1, true}), newBatchSink())
 	select {
 	case err := <-done:
 		for _, want := range []string{"Nomad at " + fake.URL + " refused the event stream (403: Permission denied)", `read-job in namespace "ops"`, "node:read", "Node:*"} {
@@ -504,7 +561,7 @@ func TestNomadReturnsTheSinkError(t *testing.T) {
 	fake := fakenomad.New(t, fakenomad.Config{})
 	sink := newBatchSink()
 	sink.err = errors.New("database is locked")
-	done, _ := run(t, testNomad(fake, NomadConfig{}, fixedCursor{60, 0, true}), sink)
+	done, _, _ := run(t, testNomad(fake, NomadConfig{}, fixedCursor{60, 0, true}), sink)
 	select {
 	case err := <-done:
 		if !errors.Is(err, sink.err) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,11 +25,14 @@ type Sink interface {
 
 // Watcher is one event source.
 type Watcher interface {
-	// Name identifies the watcher in logs and names its cursor.
+	// Name identifies the watcher in logs and metrics and names its cursor.
 	Name() string
+	// Address is where it reads its source, for people.
+	Address() string
 	// Watch runs until ctx is done, returning nil, or until it fails; the
-	// supervisor then restarts it after a backoff.
-	Watch(ctx context.Context, sink Sink) error
+	// supervisor then restarts it after a backoff. It tells lookout of
+	// every answer and every failure.
+	Watch(ctx context.Context, sink Sink, lookout Lookout) error
 }
 
 // Backoff bounds the restart delay of a failing watcher.
@@ -47,33 +51,49 @@ func (b Backoff) delay(failures int) time.Duration {
 
 // Supervise runs every watcher in its own goroutine until ctx is done,
 // restarting each after errors and panics, so one bad event or one dead
-// server never stops the process. It returns when all have stopped.
-func Supervise(ctx context.Context, sink Sink, backoff Backoff, ws ...Watcher) {
+// server never stops the process. Each is tracked by vis, which tells the
+// sink when one goes blind. It returns when all have stopped.
+func Supervise(ctx context.Context, sink Sink, backoff Backoff, vis *Visibility, ws ...Watcher) {
 	var wg sync.WaitGroup
 	for _, w := range ws {
+		lookout := vis.Add(w.Name(), displayName(w.Name()), w.Address())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			supervise(ctx, w, sink, backoff)
+			supervise(ctx, w, sink, lookout, backoff)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		vis.Run(ctx, sink)
+	}()
 	wg.Wait()
 }
 
-func supervise(ctx context.Context, w Watcher, sink Sink, backoff Backoff) {
+// displayName is a watcher's name for people: "nomad" is "Nomad".
+func displayName(name string) string {
+	if name == "" {
+		return name
+	}
+	return strings.ToUpper(name[:1]) + name[1:]
+}
+
+func supervise(ctx context.Context, w Watcher, sink Sink, lookout Lookout, backoff Backoff) {
 	log := zerolog.Ctx(ctx).With().Str("watcher", w.Name()).Logger()
 	ctx = log.WithContext(ctx)
 	failures := 0
 	var since time.Time
 	for ctx.Err() == nil {
 		started := time.Now()
-		err := watchOnce(ctx, w, sink)
+		err := watchOnce(ctx, w, sink, lookout)
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
 			err = fmt.Errorf("stopped without error")
 		}
+		lookout.Lost(err)
 		// A run that lasted a while was healthy: start the backoff over.
 		if time.Since(started) > backoff.Max {
 			failures = 0
@@ -95,12 +115,12 @@ func supervise(ctx context.Context, w Watcher, sink Sink, backoff Backoff) {
 }
 
 // watchOnce turns a panic into an error.
-func watchOnce(ctx context.Context, w Watcher, sink Sink) (err error) {
+func watchOnce(ctx context.Context, w Watcher, sink Sink, lookout Lookout) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			zerolog.Ctx(ctx).Error().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).Msg("Watcher panicked")
 			err = fmt.Errorf("panic: %v", p)
 		}
 	}()
-	return w.Watch(ctx, sink)
+	return w.Watch(ctx, sink, lookout)
 }

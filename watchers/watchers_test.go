@@ -19,9 +19,10 @@ type script struct {
 	steps []func(ctx context.Context, sink Sink) error
 }
 
-func (s *script) Name() string { return "script" }
+func (s *script) Name() string    { return "script" }
+func (s *script) Address() string { return "script://" }
 
-func (s *script) Watch(ctx context.Context, sink Sink) error {
+func (s *script) Watch(ctx context.Context, sink Sink, _ Lookout) error {
 	s.mu.Lock()
 	i := s.runs
 	s.runs++
@@ -31,6 +32,32 @@ func (s *script) Watch(ctx context.Context, sink Sink) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// lookoutLog records what a watcher tells its lookout.
+type lookoutLog struct {
+	mu   sync.Mutex
+	seen int
+	lost []string
+}
+
+func (l *lookoutLog) Seen() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seen++
+}
+
+func (l *lookoutLog) Lost(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lost = append(l.lost, err.Error())
+}
+
+// counts returns how many answers and failures were told so far.
+func (l *lookoutLog) counts() (seen, lost int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen, len(l.lost)
 }
 
 type collected struct {
@@ -62,7 +89,7 @@ func TestSuperviseRestartsAfterErrorsAndPanics(t *testing.T) {
 	}}
 	done := make(chan struct{})
 	go func() {
-		Supervise(ctx, sink, Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}, w)
+		Supervise(ctx, sink, Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}, NewVisibility(nil, time.Hour), w)
 		close(done)
 	}()
 	select {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -167,4 +168,66 @@ func waitRequests(t *testing.T, ok func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// When Nomad goes away, the room is told within the grace period, and when
+// it comes back as a new cluster (a lower index), Vigie says its history
+// restarted, follows it from there and sees it again.
+func TestConsoleSaysWhenItCannotSee(t *testing.T) {
+	frames := fakenomad.CaptureFrames()
+	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
+	consul := fakeconsul.New()
+	defer consul.Close()
+	dir := t.TempDir()
+	cmd := exec.Command(vigieBinary(t), "console", "--config", alertConfig(t, dir, nomad.URL, consul.URL, `blind_after = "1s"`))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	out := readLines(stdout)
+	waitRequests(t, func() bool {
+		return slices.ContainsFunc(nomad.Requests(), func(r string) bool { return strings.HasPrefix(r, "/v1/event/stream") })
+	})
+
+	nomad.Stop()
+	out.waitFor(t, 20*time.Second, "🔴 CRITICAL · Vigie cannot see Nomad since", "connection refused", nomad.URL)
+	fmt.Fprintln(stdin, "alerts")
+	out.waitFor(t, 10*time.Second, "What Vigie cannot see, it cannot alert on", "1 open incident(s)")
+
+	// A new agent whose history ends at index 9, below the 11 Vigie read.
+	if err := nomad.Restart(frames[:2]...); err != nil {
+		t.Fatal(err)
+	}
+	out.waitFor(t, 30*time.Second, "Nomad's history restarted at index 9; resuming from there", "✅ RESOLVED · Vigie cannot see Nomad")
+	// It follows the new cluster from there: the crasher failing is news.
+	nomad.Append(fakenomad.Reindex(frameAt(t, frames, 23), 10))
+	out.waitFor(t, 20*time.Second, "🔴 CRITICAL · crasher/crasher: allocations failing")
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("console exited with %v\nstderr:\n%s", err, stderr.String())
+	}
+	t.Logf("console output:\n%s", out.text())
+}
+
+// frameAt returns the first captured frame at index.
+func frameAt(t *testing.T, frames []string, index uint64) string {
+	t.Helper()
+	for _, f := range frames {
+		var head struct{ Index uint64 }
+		if err := json.Unmarshal([]byte(f), &head); err == nil && head.Index == index {
+			return f
+		}
+	}
+	t.Fatalf("no captured frame at %d", index)
+	return ""
 }

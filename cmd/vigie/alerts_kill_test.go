@@ -109,7 +109,7 @@ func expectedView(t *testing.T, frames []string, room string) roomView {
 	go func() {
 		defer close(done)
 		go eng.Run(ctx)
-		watchers.Supervise(ctx, eng, watcherBackoff, w)
+		watchers.Supervise(ctx, eng, watcherBackoff, watchers.NewVisibility(nil, time.Minute), w)
 	}()
 	waitCursor(t, st, 0)
 	nomad.Append(frames[captureStart:]...)

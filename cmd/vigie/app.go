@@ -37,6 +37,7 @@ type app struct {
 	router   *commands.Router
 	metrics  *telemetry.Metrics
 	watchers []watchers.Watcher
+	sight    *watchers.Visibility // what Vigie sees of the watchers' sources
 }
 
 // seenRetention bounds the table of handled command events. Events that
@@ -75,12 +76,20 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		st.Close()
 		return nil, fmt.Errorf("nomad: %w", err)
 	}
-	reg, err := newRegistry(engine, st, authz, identifier, nomad, cfg.Nomad.JobspecsDir)
+	sight := watchers.NewVisibility(clk, a.BlindAfter.Duration)
+	reg, err := newRegistry(engine, st, authz, identifier, nomad, sight, cfg.Nomad.JobspecsDir)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	m := telemetry.NewMetrics()
+	m.RegisterSources(func() []telemetry.SourceReading {
+		var out []telemetry.SourceReading
+		for _, s := range sight.Statuses() {
+			out = append(out, telemetry.SourceReading{Name: s.Name, Up: s.Up, Blind: s.Blind, LastContact: s.LastContact})
+		}
+		return out
+	})
 	box := outbox.New(st)
 	router := commands.NewRouter(commands.RouterConfig{
 		Registry: reg, Replies: box, Seen: st, Audit: st, Authorizer: authz, Metrics: m,
@@ -89,7 +98,7 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		AuditTransport: auditTransport, AuditRoom: cfg.Policy.AuditRoom, Clock: clk,
 	})
 	return &app{cfg: cfg, clock: clk, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
-		watchers: newWatchers(cfg, st)}, nil
+		watchers: newWatchers(cfg, clk, st), sight: sight}, nil
 }
 
 // auditTransport carries audit mirror lines: the audit room is a Matrix room.
@@ -114,12 +123,13 @@ func newAuthorizer(cfg *config.Config) (commands.Authorizer, commands.Identifier
 
 // newRegistry lists every command. With nil dependencies it still serves
 // for names and specs (config validation).
-func newRegistry(engine *incidents.Engine, st *store.Store, authz commands.Authorizer, directory commands.Identifier, nomad *nomadops.Client, jobspecsDir string) (*commands.Registry, error) {
+func newRegistry(engine *incidents.Engine, st *store.Store, authz commands.Authorizer, directory commands.Identifier, nomad *nomadops.Client,
+	sight commands.Sources, jobspecsDir string) (*commands.Registry, error) {
 	reg, err := commands.NewRegistry(commands.Ping{},
-		&commands.Alerts{Book: engine}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
+		&commands.Alerts{Book: engine, Sources: sight}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
 		&commands.Silences{Book: engine}, &commands.Unsilence{Book: engine},
 		&commands.Audit{Log: st},
-		&commands.Status{Nomad: nomad}, &commands.Jobs{Nomad: nomad}, &commands.Job{Nomad: nomad}, &commands.Logs{Nomad: nomad},
+		&commands.Status{Nomad: nomad, Sources: sight}, &commands.Jobs{Nomad: nomad}, &commands.Job{Nomad: nomad}, &commands.Logs{Nomad: nomad},
 		&commands.Deploy{Nomad: nomad, JobspecsDir: jobspecsDir}, &commands.Rollback{Nomad: nomad}, &commands.Scale{Nomad: nomad},
 		&commands.Restart{Nomad: nomad}, &commands.Promote{Nomad: nomad})
 	if err == nil {
@@ -137,7 +147,7 @@ var routerCommands = []string{"confirm", "cancel"}
 // policyProblems checks what config cannot: that policy rules name
 // existing commands.
 func policyProblems(cfg *config.Config) []config.Problem {
-	reg, err := newRegistry(nil, nil, nil, nil, nil, "")
+	reg, err := newRegistry(nil, nil, nil, nil, nil, nil, "")
 	if err != nil {
 		return []config.Problem{{Key: "policy.rules", Msg: err.Error()}}
 	}
@@ -214,12 +224,13 @@ func matrixRoutes(cfg *config.Config, transport string) []incidents.Route {
 	return routes
 }
 
-func newWatchers(cfg *config.Config, st *store.Store) []watchers.Watcher {
+func newWatchers(cfg *config.Config, clk clock.Clock, st *store.Store) []watchers.Watcher {
 	var ws []watchers.Watcher
 	if cfg.Nomad.Watch {
 		ws = append(ws, watchers.NewNomad(watchers.NomadConfig{
 			Address: cfg.Nomad.Address, Region: cfg.Nomad.Region, Token: cfg.Nomad.Token.Reveal(),
 			Namespaces: cfg.Nomad.Namespaces, Topics: cfg.Nomad.Topics, StreamTimeout: cfg.Nomad.StreamTimeout.Duration,
+			Clock: clk,
 		}, st))
 	}
 	if cfg.Consul.Watch {
@@ -246,7 +257,7 @@ func (a *app) startAlerts(ctx context.Context) (wait func()) {
 	}()
 	go func() {
 		defer wg.Done()
-		watchers.Supervise(ctx, a.engine, watcherBackoff, a.watchers...)
+		watchers.Supervise(ctx, a.engine, watcherBackoff, a.sight, a.watchers...)
 	}()
 	return wg.Wait
 }

@@ -16,13 +16,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigie/vigie/internal/restartable"
 )
 
 //go:embed testdata/*
@@ -57,7 +58,7 @@ type Server struct {
 	URL string
 
 	cfg  Config
-	http *httptest.Server
+	http *restartable.Server
 	done chan struct{}
 
 	mu       sync.Mutex
@@ -118,7 +119,10 @@ func New(t testing.TB, cfg Config) *Server {
 		}
 		s.items = append(s.items, item{frame: fr})
 	}
-	s.http = httptest.NewServer(http.HandlerFunc(s.serve))
+	var err error
+	if s.http, err = restartable.Start(http.HandlerFunc(s.serve)); err != nil {
+		t.Fatalf("fakenomad: %v", err)
+	}
 	s.URL = s.http.URL
 	t.Cleanup(s.Close)
 	return s
@@ -134,9 +138,33 @@ func (s *Server) Close() {
 	s.closed = true
 	close(s.done)
 	s.mu.Unlock()
-	// Streams never end on their own; httptest's Close would wait for them.
-	s.http.CloseClientConnections()
-	s.http.Close()
+	s.http.Stop()
+}
+
+// Stop takes the agent down: connections are refused and open streams cut.
+func (s *Server) Stop() {
+	s.Disconnect()
+	s.http.Stop()
+}
+
+// Restart brings a stopped agent back on the same address as a new
+// cluster (a fresh dev agent, a rebuilt cluster): its event buffer is
+// frames, whose indexes may be far below the old ones, and the list
+// endpoints' indexes follow them. Deviation: the jobs, allocations and
+// nodes it serves stay those of the old cluster.
+func (s *Server) Restart(frames ...string) error {
+	items := make([]item, 0, len(frames))
+	for _, f := range frames {
+		fr, err := parseFrame([]byte(f))
+		if err != nil {
+			return fmt.Errorf("fakenomad: Restart: %w", err)
+		}
+		items = append(items, item{frame: fr})
+	}
+	s.mu.Lock()
+	s.items = items
+	s.mu.Unlock()
+	return s.http.Restart()
 }
 
 // Append publishes frames (NDJSON lines as Nomad writes them) to the buffer
