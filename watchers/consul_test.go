@@ -79,7 +79,7 @@ type consulHarness struct {
 	sink    *consulSink
 	logs    *consulLogs
 	lookout *lookoutLog
-	stop func() error // cancels Watch and returns its result
+	stop    func() error // cancels Watch and returns its result
 }
 
 // startConsul runs a watcher against a fresh fake, prepared by setup before
