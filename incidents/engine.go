@@ -37,6 +37,14 @@ type Config struct {
 	FlapThreshold    int           // changes in the window that make an incident flapping
 	ReminderInterval time.Duration // remind unacknowledged critical incidents; 0: never
 	MaxMessageBytes  int
+	// Waker is told, once a pass has committed, which transports it queued
+	// messages for, so their senders deliver at once; nil tells no one.
+	Waker Waker
+}
+
+// Waker wakes the sender of a transport (the outbox).
+type Waker interface {
+	Wake(transport string)
 }
 
 func (c *Config) defaults() {
@@ -84,10 +92,7 @@ func New(cfg Config, st Store) *Engine {
 // Consume applies a batch of events and persists everything it causes with
 // the batch's cursor, in one transaction.
 func (e *Engine) Consume(ctx context.Context, b watchers.Batch) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.st.InTx(ctx, func(tx *store.Tx) error {
-		p := &pass{e: e, tx: tx, now: tx.Now()}
+	return e.write(ctx, func(p *pass) error {
 		for i := range b.Events {
 			if err := p.event(ctx, &b.Events[i]); err != nil {
 				return err
@@ -99,10 +104,31 @@ func (e *Engine) Consume(ctx context.Context, b watchers.Batch) error {
 			}
 		}
 		if b.Cursor.Name != "" {
-			return tx.SetCursor(ctx, b.Cursor.Name, b.Cursor.Index, b.Cursor.Offset)
+			return p.tx.SetCursor(ctx, b.Cursor.Name, b.Cursor.Index, b.Cursor.Offset)
 		}
 		return nil
 	})
+}
+
+// write runs fn as one pass: one transaction at a time, at the
+// transaction's time. Once it has committed, the senders of the messages
+// it queued are woken: an alert leaves as soon as it is stored.
+func (e *Engine) write(ctx context.Context, fn func(*pass) error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var queued map[string]bool
+	err := e.st.InTx(ctx, func(tx *store.Tx) error {
+		p := &pass{e: e, tx: tx, now: tx.Now()}
+		err := fn(p)
+		queued = p.queued
+		return err
+	})
+	if err == nil && e.cfg.Waker != nil {
+		for transport := range queued {
+			e.cfg.Waker.Wake(transport)
+		}
+	}
+	return err
 }
 
 // pass is the work of one transaction.
@@ -112,6 +138,21 @@ type pass struct {
 	now time.Time
 	// signaled keys of this batch, for snapshot reconciliation
 	seen map[string]bool
+	// queued: transports this pass queued messages for
+	queued map[string]bool
+}
+
+// enqueue queues a message in the pass's transaction.
+func (p *pass) enqueue(ctx context.Context, m store.OutMessage) (int64, error) {
+	ids, err := p.tx.Enqueue(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	if p.queued == nil {
+		p.queued = map[string]bool{}
+	}
+	p.queued[m.Transport] = true
+	return ids[0], nil
 }
 
 func (p *pass) event(ctx context.Context, ev *watchers.Event) error {

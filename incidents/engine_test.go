@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -561,5 +562,51 @@ func TestAllocFactsArePruned(t *testing.T) {
 	f.advance(allocFactTTL)
 	if known() {
 		t.Fatal("an allocation fact unseen for longer than the TTL was kept")
+	}
+}
+
+// wakeLog records the transports the engine wakes.
+type wakeLog struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (w *wakeLog) Wake(transport string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.got = append(w.got, transport)
+}
+
+func (w *wakeLog) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.got)
+}
+
+// Alerts leave at once: the sender of a transport is woken once the pass
+// that queued its messages has committed, not at its next poll; a pass
+// that queued nothing, or failed to commit, wakes no one.
+func TestSendersAreWokenAfterTheCommit(t *testing.T) {
+	wakes := &wakeLog{}
+	f := newFixture(t, func(c *Config) { c.Waker = wakes })
+	f.feed("fire:k:boom")
+	if wakes.count() != 1 || wakes.got[0] != "test" {
+		t.Fatalf("woken %v after an incident opened", wakes.got)
+	}
+	f.feed("resolve:nothing-open")
+	if wakes.count() != 1 {
+		t.Fatalf("woken %v by a pass that queued nothing", wakes.got)
+	}
+	broken := New(f.e.cfg, failingCommit{f.st})
+	if err := broken.Consume(t.Context(), watchers.Batch{Events: []watchers.Event{{Check: &watchers.Check{Output: "fire:k2:x"}}}}); err == nil {
+		t.Fatal("consume with a failing commit succeeded")
+	}
+	if wakes.count() != 1 {
+		t.Fatalf("woken %v by a pass that did not commit", wakes.got)
+	}
+	f.clock.Advance(time.Minute)
+	f.feed("resolve:k")
+	if wakes.count() != 2 {
+		t.Fatalf("woken %v after a resolution", wakes.got)
 	}
 }

@@ -33,24 +33,17 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // Tick does one round of timed work.
 func (e *Engine) Tick(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var pruned time.Time
-	err := e.st.InTx(ctx, func(tx *store.Tx) error {
-		p := &pass{e: e, tx: tx, now: tx.Now()}
+	return e.write(ctx, func(p *pass) error {
 		errs := errors.Join(p.flushEdits(ctx), p.flushSummaries(ctx), p.timers(ctx))
 		if p.now.Sub(e.prunedAt) >= pruneEvery {
 			// One fact per allocation ever seen: forget those long unseen.
-			// A live one is learnt again at its next event.
-			errs = errors.Join(errs, tx.ForgetFactsBefore(ctx, factAlloc, p.now.Add(-allocFactTTL)))
-			pruned = p.now
+			// A live one is learnt again at its next event. (A failed
+			// commit only postpones this to the next round.)
+			errs = errors.Join(errs, p.tx.ForgetFactsBefore(ctx, factAlloc, p.now.Add(-allocFactTTL)))
+			e.prunedAt = p.now
 		}
 		return errs
 	})
-	if !pruned.IsZero() && err == nil {
-		e.prunedAt = pruned
-	}
-	return err
 }
 
 // How long allocation facts are kept, and how often they are pruned.
@@ -93,7 +86,7 @@ func (p *pass) flushSummaries(ctx context.Context) error {
 		}
 		out := p.e.message(sum.Transport, sum.Room, renderSummary(ins, p.now))
 		out.EditOf = sum.OutboxID
-		if _, err := p.tx.Enqueue(ctx, out); err != nil {
+		if _, err := p.enqueue(ctx, out); err != nil {
 			return err
 		}
 		sum.EditDueAt, sum.LastEditAt = time.Time{}, p.now
@@ -211,14 +204,11 @@ func (e *Engine) SilenceIncident(ctx context.Context, id int64, who string) (sto
 
 // change applies fn to an incident and edits its messages.
 func (e *Engine) change(ctx context.Context, id int64, fn func(*pass, *store.Incident) error) (store.Incident, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	var in store.Incident
-	err := e.st.InTx(ctx, func(tx *store.Tx) error {
-		p := &pass{e: e, tx: tx, now: tx.Now()}
+	err := e.write(ctx, func(p *pass) error {
 		var ok bool
 		var err error
-		if in, ok, err = tx.Incident(ctx, id); err != nil {
+		if in, ok, err = p.tx.Incident(ctx, id); err != nil {
 			return err
 		} else if !ok {
 			return fmt.Errorf("incident #%d: %w", id, ErrNotFound)
@@ -227,7 +217,7 @@ func (e *Engine) change(ctx context.Context, id int64, fn func(*pass, *store.Inc
 			return err
 		}
 		p.editNow(&in)
-		if err := tx.SaveIncident(ctx, &in); err != nil {
+		if err := p.tx.SaveIncident(ctx, &in); err != nil {
 			return err
 		}
 		return p.edit(ctx, &in)
@@ -262,16 +252,13 @@ func (e *Engine) Live(ctx context.Context) ([]store.Incident, error) {
 // AddSilence silences every incident matching the matchers for d. Open
 // incidents it covers are marked at once.
 func (e *Engine) AddSilence(ctx context.Context, matchers []Matcher, d time.Duration, reason, who string) (store.Silence, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	var s store.Silence
-	err := e.st.InTx(ctx, func(tx *store.Tx) error {
-		now := tx.Now()
-		s = store.Silence{Matchers: FormatMatchers(matchers), Reason: reason, CreatedBy: who, CreatedAt: now, ExpiresAt: now.Add(d)}
+	err := e.write(ctx, func(p *pass) error {
+		tx := p.tx
+		s = store.Silence{Matchers: FormatMatchers(matchers), Reason: reason, CreatedBy: who, CreatedAt: p.now, ExpiresAt: p.now.Add(d)}
 		if err := tx.AddSilence(ctx, &s); err != nil {
 			return err
 		}
-		p := &pass{e: e, tx: tx, now: now}
 		open, err := tx.IncidentsInState(ctx, store.IncidentOpen, store.IncidentHeld)
 		if err != nil {
 			return err

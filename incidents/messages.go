@@ -39,11 +39,11 @@ func (p *pass) post(ctx context.Context, in *store.Incident, detail *Detail) err
 			}
 			continue
 		}
-		ids, err := p.tx.Enqueue(ctx, p.e.message(r.Transport, r.Room, renderIncident(in, p.now)))
+		id, err := p.enqueue(ctx, p.e.message(r.Transport, r.Room, renderIncident(in, p.now)))
 		if err != nil {
 			return err
 		}
-		err = p.tx.AddIncidentMessage(ctx, store.IncidentMessage{IncidentID: in.ID, Transport: r.Transport, Room: r.Room, OutboxID: ids[0], CreatedAt: p.now})
+		err = p.tx.AddIncidentMessage(ctx, store.IncidentMessage{IncidentID: in.ID, Transport: r.Transport, Room: r.Room, OutboxID: id, CreatedAt: p.now})
 		if err != nil {
 			return err
 		}
@@ -75,7 +75,7 @@ func (p *pass) edit(ctx context.Context, in *store.Incident) error {
 		}
 		out := p.e.message(m.Transport, m.Room, renderIncident(in, p.now))
 		out.EditOf = m.OutboxID
-		if _, err := p.tx.Enqueue(ctx, out); err != nil {
+		if _, err := p.enqueue(ctx, out); err != nil {
 			return err
 		}
 	}
@@ -107,7 +107,7 @@ func (p *pass) thread(ctx context.Context, in *store.Incident, detail render.Nod
 		}
 		out := p.e.message(m.Transport, m.Room, detail)
 		out.ThreadRoot = m.OutboxID
-		if _, err := p.tx.Enqueue(ctx, out); err != nil {
+		if _, err := p.enqueue(ctx, out); err != nil {
 			return err
 		}
 	}
@@ -122,11 +122,11 @@ func (p *pass) addToSummary(ctx context.Context, r Route, in *store.Incident) er
 		return err
 	}
 	if !ok {
-		ids, err := p.tx.Enqueue(ctx, p.e.message(r.Transport, r.Room, renderSummary([]store.Incident{*in}, p.now)))
+		id, err := p.enqueue(ctx, p.e.message(r.Transport, r.Room, renderSummary([]store.Incident{*in}, p.now)))
 		if err != nil {
 			return err
 		}
-		sum = store.Summary{Transport: r.Transport, Room: r.Room, OutboxID: ids[0], OpenedAt: p.now, LastEditAt: p.now}
+		sum = store.Summary{Transport: r.Transport, Room: r.Room, OutboxID: id, OpenedAt: p.now, LastEditAt: p.now}
 		if err := p.tx.SaveSummary(ctx, &sum); err != nil {
 			return err
 		}

@@ -60,7 +60,7 @@ func (o *Outbox) Send(ctx context.Context, msgs ...Message) ([]int64, error) {
 		return nil, err
 	}
 	for _, m := range msgs {
-		o.notify(m.Transport)
+		o.Wake(m.Transport)
 	}
 	return ids, nil
 }
@@ -76,7 +76,9 @@ func (o *Outbox) wakeChan(transport string) chan struct{} {
 	return ch
 }
 
-func (o *Outbox) notify(transport string) {
+// Wake tells the sender of a transport that messages were queued for it,
+// by Send or by another writer of the store (the incident engine).
+func (o *Outbox) Wake(transport string) {
 	select {
 	case o.wakeChan(transport) <- struct{}{}:
 	default: // a wake-up is already pending

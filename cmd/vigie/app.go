@@ -59,11 +59,12 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		return nil, fmt.Errorf("state store: %w", err)
 	}
 	a := cfg.Alerts
+	box := outbox.New(st)
 	engine := incidents.New(incidents.Config{
 		Rules: rules, Routes: routes,
 		EditInterval: a.EditInterval.Duration, RoomCap: a.RoomCap, ThreadCap: a.ThreadCap,
 		FlapWindow: a.FlapWindow.Duration, FlapThreshold: a.FlapThreshold, ReminderInterval: a.ReminderInterval.Duration,
-		MaxMessageBytes: cfg.Commands.MaxReplyBytes,
+		MaxMessageBytes: cfg.Commands.MaxReplyBytes, Waker: box,
 	}, st)
 	authz, identifier, err := newAuthorizer(cfg)
 	if err != nil {
@@ -90,7 +91,6 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		}
 		return out
 	})
-	box := outbox.New(st)
 	router := commands.NewRouter(commands.RouterConfig{
 		Registry: reg, Replies: box, Seen: st, Audit: st, Authorizer: authz, Metrics: m,
 		Timeout: cfg.Commands.Timeout.Duration, MaxReplyBytes: cfg.Commands.MaxReplyBytes,
