@@ -92,7 +92,9 @@ func BenchmarkAlertLatency(b *testing.B) {
 	log := &sendLog{sent: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 	sender := box.NewSender("matrix", st, log, outbox.SenderConfig{}, telemetry.NewMetrics())
 	var wg sync.WaitGroup
-	wg.Go(func() { watchers.Supervise(ctx, eng, watchers.Backoff{Min: time.Millisecond, Max: time.Second}, watchers.NewVisibility(nil, time.Minute), w) })
+	wg.Go(func() {
+		watchers.Supervise(ctx, eng, watchers.Backoff{Min: time.Millisecond, Max: time.Second}, watchers.NewVisibility(nil, time.Minute), w)
+	})
 	wg.Go(func() { eng.Run(ctx) })
 	wg.Go(func() { sender.Run(ctx) }) //nolint:errcheck // ends with ctx
 	defer wg.Wait()
