@@ -27,6 +27,7 @@ check:
 fuzz:
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./commands/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzRender -fuzztime=$(FUZZTIME) ./render/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzExcerpt -fuzztime=$(FUZZTIME) ./render/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) ./config/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzClosest -fuzztime=$(FUZZTIME) ./internal/suggest/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzNomadFrame -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./watchers/

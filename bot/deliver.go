@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/vigie/vigie/outbox"
+	"github.com/vigie/vigie/render"
 )
 
 // Deliver sends one outbox message as an m.notice with HTML, using the
@@ -28,6 +29,9 @@ func (b *Bot) Deliver(ctx context.Context, d outbox.Delivery) (string, error) {
 	switch {
 	case d.EditOfRemote != "":
 		content.SetEdit(id.EventID(d.EditOfRemote))
+		// mautrix cuts the fallback of a long edit at 50 bytes, mid-word
+		// and even mid-character: the headline, cut between words, instead.
+		content.Body = "* " + render.Excerpt(d.Plain, editFallbackBytes)
 	case d.ThreadRootRemote != "":
 		root := id.EventID(d.ThreadRootRemote)
 		content.RelatesTo = (&event.RelatesTo{}).SetThread(root, root)
@@ -40,6 +44,10 @@ func (b *Bot) Deliver(ctx context.Context, d outbox.Delivery) (string, error) {
 	}
 	return resp.EventID.String(), nil
 }
+
+// editFallbackBytes bounds the plain body of an edit, shown only by clients
+// that do not apply edits (m.new_content holds the whole message).
+const editFallbackBytes = 160
 
 // defaultRateLimitWait applies when a 429 names no delay.
 const defaultRateLimitWait = 5 * time.Second

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,26 @@ func TestDeliverRelationsOnRealHomeserver(t *testing.T) {
 	}
 	if ec.RelatesTo.GetReplyTo() != "" || ec.RelatesTo.GetThreadParent() != "" {
 		t.Errorf("edit carries extra relations: %+v", ec.RelatesTo)
+	}
+
+	// A long edit's fallback body is its headline, cut between words (mautrix
+	// cuts at 50 bytes, mid-word and mid-character).
+	long := render.Render(render.Heading(render.Text("🔴 CRITICAL · web-frontend/api-gateway: allocations failing on every node of the cluster since the last deployment of version 42 rolled out to the whole fleet at noon")),
+		render.Line(render.Text("Latest: "+strings.Repeat("task server exited with code 1 ", 20))))
+	if _, err := box.Send(ctx, outbox.Message{Transport: Transport, Room: room.String(), Content: long, EditOf: root}); err != nil {
+		t.Fatal(err)
+	}
+	var fallback string
+	alice.WaitForMessages(t, room, 10*time.Second, func(msgs []*event.Event) bool {
+		for _, m := range msgs {
+			if c := m.Content.AsMessage(); m.Sender == botUser.ID && c.NewContent != nil && c.NewContent.Body == long.Plain {
+				fallback = c.Body
+				return true
+			}
+		}
+		return false
+	})
+	if fallback != "* 🔴 CRITICAL · web-frontend/api-gateway: allocations failing on every node of the cluster since the last deployment of version 42 rolled out to the whole…" {
+		t.Errorf("edit fallback %q", fallback)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,8 @@ type Config struct {
 	FlapWindow       time.Duration // state changes counted over this window
 	FlapThreshold    int           // changes in the window that make an incident flapping
 	ReminderInterval time.Duration // remind unacknowledged critical incidents; 0: never
+	SettleAfter      time.Duration // a settling resolution holds once its key stayed quiet this long
+	MaxHold          time.Duration // longest an incident is held back
 	MaxMessageBytes  int
 	// Waker is told, once a pass has committed, which transports it queued
 	// messages for, so their senders deliver at once; nil tells no one.
@@ -65,6 +68,12 @@ func (c *Config) defaults() {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 16000
+	}
+	if c.SettleAfter <= 0 {
+		c.SettleAfter = 2 * time.Minute
+	}
+	if c.MaxHold <= 0 {
+		c.MaxHold = 30 * time.Minute
 	}
 }
 
@@ -201,12 +210,12 @@ func (p *pass) learn(ctx context.Context, ev *watchers.Event) error {
 		}
 	case ev.Node != nil:
 		n := ev.Node
-		_, draining, err := p.tx.Fact(ctx, factDrain, n.Name)
-		if err != nil || draining == n.Draining {
-			return err
-		}
 		if n.Draining {
+			// Set, or refreshed: facts unseen for long are forgotten.
 			return p.tx.SetFact(ctx, factDrain, n.Name, "1")
+		}
+		if _, draining, err := p.tx.Fact(ctx, factDrain, n.Name); err != nil || !draining {
+			return err
 		}
 		if err := p.tx.DeleteFact(ctx, factDrain, n.Name); err != nil {
 			return err
@@ -227,9 +236,13 @@ const (
 	holdDrain  = "drain of node "
 )
 
-// holdReason says why a Consul check signal must wait: its service belongs
-// to a job being deployed, or its node is draining.
+// holdReason says why a new incident must wait: its rule says so (the
+// check is under maintenance), or it is a Consul check whose service
+// belongs to a job being deployed, or whose node is draining.
 func (p *pass) holdReason(ctx context.Context, sig Signal, ev *watchers.Event) (string, error) {
+	if sig.Hold != "" {
+		return sig.Hold, nil
+	}
 	if ev == nil || ev.Check == nil {
 		return "", nil
 	}
@@ -267,19 +280,43 @@ func (p *pass) release(ctx context.Context, reason string) error {
 		return err
 	}
 	for i := range held {
-		in := &held[i]
-		if in.HoldReason != reason {
-			continue
-		}
-		in.State = store.IncidentOpen
-		in.Reason += " (still failing after the " + reason + " ended)"
-		in.HoldReason = ""
-		in.OpenedAt, in.UpdatedAt = p.now, p.now
-		if err := p.post(ctx, in, nil); err != nil {
-			return err
+		if held[i].HoldReason == reason {
+			if err := p.unhold(ctx, &held[i], "still failing after the "+reason+" ended"); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// unhold posts a held incident, saying why now.
+func (p *pass) unhold(ctx context.Context, in *store.Incident, why string) error {
+	in.State = store.IncidentOpen
+	in.Reason += " (" + why + ")"
+	in.HoldReason, in.HoldUntil = "", time.Time{}
+	in.OpenedAt, in.UpdatedAt = p.now, p.now
+	return p.post(ctx, in, nil)
+}
+
+// maxOccurrences bounds the occurrences an incident remembers: enough for
+// the events Nomad repeats about one allocation, across its groups' allocations.
+const maxOccurrences = 32
+
+// repeats reports whether the incident already counted the signal's
+// occurrence: the same failure told again by another event.
+func repeats(in *store.Incident, sig Signal) bool {
+	return sig.Occurrence != "" && slices.Contains(in.Occurrences, sig.Occurrence)
+}
+
+// counted records a new occurrence on the incident.
+func counted(in *store.Incident, sig Signal) {
+	if sig.Occurrence == "" {
+		return
+	}
+	in.Occurrences = append(in.Occurrences, sig.Occurrence)
+	if n := len(in.Occurrences); n > maxOccurrences {
+		in.Occurrences = slices.Clone(in.Occurrences[n-maxOccurrences:])
+	}
 }
 
 // apply folds one signal into its incident.
@@ -309,15 +346,20 @@ func (p *pass) apply(ctx context.Context, sig Signal, ev *watchers.Event) error 
 	case Notice:
 		return p.notice(ctx, sig, latest, found)
 	case Resolved:
-		if !live {
+		switch {
+		case !live:
 			return nil
+		case sig.Settle && latest.State == store.IncidentOpen:
+			return p.settle(ctx, &latest, sig.Reason)
 		}
 		return p.resolve(ctx, &latest, sig.Reason)
 	}
-	if live {
+	switch {
+	case found && repeats(&latest, sig):
+		return nil // one failure, one event, even after its resolution
+	case live:
 		return p.update(ctx, &latest, sig)
-	}
-	if found && latest.State == store.IncidentResolved && p.now.Sub(latest.ResolvedAt) < p.e.cfg.FlapWindow {
+	case found && latest.State == store.IncidentResolved && p.now.Sub(latest.ResolvedAt) < p.e.cfg.FlapWindow:
 		return p.reopen(ctx, &latest, sig)
 	}
 	return p.open(ctx, sig, ev)
@@ -331,14 +373,15 @@ func (p *pass) open(ctx context.Context, sig Signal, ev *watchers.Event) error {
 	in := &store.Incident{
 		Key: sig.Key, Rule: sig.Rule, Severity: int(sig.Severity), State: store.IncidentOpen,
 		Title: sig.Title, Reason: sig.Reason, Labels: string(labels), Events: 1,
-		OpenedAt: p.when(sig), UpdatedAt: p.now,
+		OpenedAt: p.when(sig), UpdatedAt: p.now, Releases: sig.Releases,
 	}
+	counted(in, sig)
 	hold, err := p.holdReason(ctx, sig, ev)
 	if err != nil {
 		return err
 	}
 	if hold != "" {
-		in.State, in.HoldReason = store.IncidentHeld, hold
+		in.State, in.HoldReason, in.HoldUntil = store.IncidentHeld, hold, p.now.Add(p.e.cfg.MaxHold)
 		return p.tx.SaveIncident(ctx, in)
 	}
 	return p.post(ctx, in, sig.Detail)
@@ -352,71 +395,96 @@ func (p *pass) when(sig Signal) time.Time {
 	return sig.At
 }
 
+// fired takes what a firing signal says into the incident: its reason, and
+// its title and severity when it is at least as severe (a failed
+// deployment is titled so after its canaries were unhealthy; a restart
+// reported after a failure leaves the failure's title).
+func fired(in *store.Incident, sig Signal) {
+	if int(sig.Severity) >= in.Severity && sig.Title != "" {
+		in.Title = sig.Title
+	}
+	in.Severity = max(in.Severity, int(sig.Severity))
+	in.Reason = sig.Reason
+	in.Events++
+	counted(in, sig)
+}
+
 func (p *pass) update(ctx context.Context, in *store.Incident, sig Signal) error {
+	// It fires: whatever looked healthy a moment ago was not.
+	settling := !in.SettleAt.IsZero()
+	in.SettleAt, in.SettleReason = time.Time{}, ""
 	// Level-triggered sources (a Consul snapshot, a node's state repeated by
 	// Nomad) say the same thing again: that is no new event.
-	if sig.Reason == in.Reason && int(sig.Severity) <= in.Severity && sig.Detail == nil {
+	if sig.Occurrence == "" && sig.Reason == in.Reason && int(sig.Severity) <= in.Severity && sig.Detail == nil {
+		if settling {
+			return p.tx.SaveIncident(ctx, in)
+		}
 		return nil
 	}
-	in.Events++
-	in.Reason = sig.Reason
-	in.Severity = max(in.Severity, int(sig.Severity))
+	fired(in, sig)
 	in.UpdatedAt = p.now
 	if in.State == store.IncidentHeld {
 		return p.tx.SaveIncident(ctx, in)
 	}
-	p.scheduleEdit(in)
-	if err := p.tx.SaveIncident(ctx, in); err != nil {
+	if err := p.editSoon(ctx, in); err != nil {
 		return err
 	}
 	if sig.Detail != nil && !in.Flapping && in.SilencedBy == "" {
-		return p.thread(ctx, in, renderDetail(*sig.Detail))
+		return p.thread(ctx, in, renderDetail(*sig.Detail), true)
 	}
 	return nil
 }
 
 func (p *pass) reopen(ctx context.Context, in *store.Incident, sig Signal) error {
 	in.State, in.ResolvedAt, in.Resolution = store.IncidentOpen, time.Time{}, ""
-	in.Events++
-	in.Reason = sig.Reason
-	in.Severity = max(in.Severity, int(sig.Severity))
+	fired(in, sig)
 	in.UpdatedAt = p.now
 	p.stateChanged(in)
-	p.editNow(in)
-	if err := p.tx.SaveIncident(ctx, in); err != nil {
-		return err
-	}
-	if err := p.edit(ctx, in); err != nil {
+	if err := p.editSoon(ctx, in); err != nil {
 		return err
 	}
 	if in.Flapping {
 		return nil
 	}
-	return p.thread(ctx, in, renderReopened(in))
+	return p.thread(ctx, in, renderReopened(in), true)
+}
+
+// settle starts the quiet period after which a settling resolution holds;
+// a firing signal meanwhile cancels it (see update).
+func (p *pass) settle(ctx context.Context, in *store.Incident, reason string) error {
+	if in.SettleAt.IsZero() {
+		in.SettleAt = p.now.Add(p.e.cfg.SettleAfter)
+	}
+	in.SettleReason = reason
+	return p.tx.SaveIncident(ctx, in)
 }
 
 func (p *pass) resolve(ctx context.Context, in *store.Incident, reason string) error {
 	wasHeld := in.State == store.IncidentHeld
 	in.State, in.ResolvedAt, in.Resolution, in.UpdatedAt = store.IncidentResolved, p.now, reason, p.now
-	in.HoldReason = ""
-	if wasHeld {
-		return p.tx.SaveIncident(ctx, in) // never posted: nothing to say
-	}
-	p.stateChanged(in)
-	p.editNow(in)
-	if err := p.tx.SaveIncident(ctx, in); err != nil {
+	in.HoldReason, in.HoldUntil = "", time.Time{}
+	in.SettleAt, in.SettleReason = time.Time{}, ""
+	if !wasHeld { // a held incident was never posted: nothing to say
+		p.stateChanged(in)
+		if err := p.tx.EndIncidentSilences(ctx, in.ID); err != nil {
+			return err
+		}
+		if err := p.editSoon(ctx, in); err != nil {
+			return err
+		}
+		// A resolution is never capped: the thread must say it ended.
+		if !in.Flapping {
+			if err := p.thread(ctx, in, renderResolvedReply(in), false); err != nil {
+				return err
+			}
+		}
+	} else if err := p.tx.SaveIncident(ctx, in); err != nil {
 		return err
 	}
-	if err := p.tx.EndIncidentSilences(ctx, in.ID); err != nil {
-		return err
+	if in.Releases != "" {
+		return p.release(ctx, in.Releases)
 	}
-	if err := p.edit(ctx, in); err != nil {
-		return err
-	}
-	if in.Flapping {
-		return nil
-	}
-	return p.thread(ctx, in, renderResolvedReply(in))
+	return nil
 }
 
 // notice posts a one-off fact, once: the same notice again within a minute
@@ -455,22 +523,22 @@ func (p *pass) stateChanged(in *store.Incident) {
 	}
 }
 
-// scheduleEdit edits at once if the last edit is old enough, else owes one.
-func (p *pass) scheduleEdit(in *store.Incident) {
-	next := in.LastEditAt.Add(p.e.cfg.EditInterval)
-	if !p.now.Before(next) && in.EditDueAt.IsZero() {
-		in.EditDueAt = p.now
-		return
+// editSoon saves the incident and edits its messages: now if the last edit
+// is at least EditInterval old, else at that time (the tick flushes it).
+// State changes included, so a flapping incident is edited at most once
+// per interval, and the edit shows the state at its time: the last wins.
+func (p *pass) editSoon(ctx context.Context, in *store.Incident) error {
+	if next := in.LastEditAt.Add(p.e.cfg.EditInterval); p.now.Before(next) {
+		if in.EditDueAt.IsZero() || in.EditDueAt.After(next) {
+			in.EditDueAt = next
+		}
+		return p.tx.SaveIncident(ctx, in)
 	}
-	if in.EditDueAt.IsZero() || in.EditDueAt.After(next) {
-		in.EditDueAt = next
+	in.EditDueAt, in.LastEditAt = time.Time{}, p.now
+	if err := p.tx.SaveIncident(ctx, in); err != nil {
+		return err
 	}
-}
-
-// editNow marks an edit as sent now (state changes are never debounced).
-func (p *pass) editNow(in *store.Incident) {
-	in.EditDueAt = time.Time{}
-	in.LastEditAt = p.now
+	return p.edit(ctx, in)
 }
 
 // labelsOf decodes an incident's labels.

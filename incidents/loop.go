@@ -34,23 +34,65 @@ func (e *Engine) Run(ctx context.Context) error {
 // Tick does one round of timed work.
 func (e *Engine) Tick(ctx context.Context) error {
 	return e.write(ctx, func(p *pass) error {
-		errs := errors.Join(p.flushEdits(ctx), p.flushSummaries(ctx), p.timers(ctx))
+		errs := errors.Join(p.settled(ctx), p.overdueHolds(ctx), p.timers(ctx), p.flushEdits(ctx), p.flushSummaries(ctx))
 		if p.now.Sub(e.prunedAt) >= pruneEvery {
-			// One fact per allocation ever seen: forget those long unseen.
-			// A live one is learnt again at its next event. (A failed
-			// commit only postpones this to the next round.)
-			errs = errors.Join(errs, p.tx.ForgetFactsBefore(ctx, factAlloc, p.now.Add(-allocFactTTL)))
-			e.prunedAt = p.now
+			errs = errors.Join(errs, p.prune(ctx))
+			e.prunedAt = p.now // a failed commit postpones pruning to the next round
 		}
 		return errs
 	})
 }
 
-// How long allocation facts are kept, and how often they are pruned.
+// How long facts unseen are kept, and how often they are pruned.
 const (
+	// One fact per allocation ever seen; a live one is learnt again at
+	// its next event.
 	allocFactTTL = 30 * 24 * time.Hour
-	pruneEvery   = time.Hour
+	// Deployments and drains refresh their fact at each event; one whose
+	// end was missed must not hold its job's or node's checks forever.
+	holdFactTTL = 24 * time.Hour
+	pruneEvery  = time.Hour
 )
+
+func (p *pass) prune(ctx context.Context) error {
+	return errors.Join(
+		p.tx.ForgetFactsBefore(ctx, factAlloc, p.now.Add(-allocFactTTL)),
+		p.tx.ForgetFactsBefore(ctx, factDeploy, p.now.Add(-holdFactTTL)),
+		p.tx.ForgetFactsBefore(ctx, factDrain, p.now.Add(-holdFactTTL)),
+	)
+}
+
+// settled resolves the incidents whose key stayed quiet for the settle time.
+func (p *pass) settled(ctx context.Context) error {
+	due, err := p.tx.SettledIncidents(ctx, p.now)
+	if err != nil {
+		return err
+	}
+	for i := range due {
+		in := &due[i]
+		if err := p.resolve(ctx, in, in.SettleReason+" for "+duration(p.e.cfg.SettleAfter)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// overdueHolds posts the incidents held for longer than MaxHold: the end of
+// what held them was missed, or it is taking too long to be waited on.
+func (p *pass) overdueHolds(ctx context.Context) error {
+	due, err := p.tx.OverdueHolds(ctx, p.now)
+	if err != nil {
+		return err
+	}
+	for i := range due {
+		in := &due[i]
+		why := "still failing after " + duration(p.e.cfg.MaxHold) + " of the " + in.HoldReason
+		if err := p.unhold(ctx, in, why); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (p *pass) flushEdits(ctx context.Context) error {
 	due, err := p.tx.DueIncidents(ctx, p.now)
@@ -59,7 +101,7 @@ func (p *pass) flushEdits(ctx context.Context) error {
 	}
 	for i := range due {
 		in := &due[i]
-		p.editNow(in)
+		in.EditDueAt, in.LastEditAt = time.Time{}, p.now
 		if err := p.tx.SaveIncident(ctx, in); err != nil {
 			return err
 		}
@@ -84,12 +126,15 @@ func (p *pass) flushSummaries(ctx context.Context) error {
 		if len(ins) == 0 {
 			continue
 		}
-		out := p.e.message(sum.Transport, sum.Room, renderSummary(ins, p.now))
-		out.EditOf = sum.OutboxID
-		if _, err := p.enqueue(ctx, out); err != nil {
-			return err
-		}
 		sum.EditDueAt, sum.LastEditAt = time.Time{}, p.now
+		out := p.e.message(sum.Transport, sum.Room, renderSummary(ins, p.now))
+		if hash := contentHash(out); hash != sum.LastHash {
+			sum.LastHash = hash
+			out.EditOf = sum.OutboxID
+			if _, err := p.enqueue(ctx, out); err != nil {
+				return err
+			}
+		}
 		if err := p.tx.SaveSummary(ctx, sum); err != nil {
 			return err
 		}
@@ -113,22 +158,17 @@ func (p *pass) timers(ctx context.Context) error {
 			}
 		case in.Flapping && len(in.Changes) > 0 && p.now.Sub(time.UnixMilli(in.Changes[len(in.Changes)-1])) >= p.e.cfg.FlapWindow:
 			in.Flapping, in.Changes = false, nil
-			p.scheduleEdit(in)
-			if err := p.tx.SaveIncident(ctx, in); err != nil {
+			if err := p.editSoon(ctx, in); err != nil {
 				return err
 			}
 		case p.e.cfg.ReminderInterval > 0 && Severity(in.Severity) == Critical && in.AckedBy == "" &&
 			p.now.Sub(latest(in.OpenedAt, in.RemindedAt)) >= p.e.cfg.ReminderInterval:
 			in.Reminders++
 			in.RemindedAt = p.now
-			p.editNow(in)
-			if err := p.tx.SaveIncident(ctx, in); err != nil {
+			if err := p.editSoon(ctx, in); err != nil {
 				return err
 			}
-			if err := p.edit(ctx, in); err != nil {
-				return err
-			}
-			if err := p.thread(ctx, in, renderReminder(in, p.now)); err != nil {
+			if err := p.thread(ctx, in, renderReminder(in, p.now), false); err != nil {
 				return err
 			}
 		}
@@ -157,11 +197,7 @@ func (p *pass) unsilenceIfEnded(ctx context.Context, in *store.Incident) error {
 	if len(msgs) == 0 {
 		return p.post(ctx, in, nil)
 	}
-	p.editNow(in)
-	if err := p.tx.SaveIncident(ctx, in); err != nil {
-		return err
-	}
-	return p.edit(ctx, in)
+	return p.editSoon(ctx, in)
 }
 
 // ErrNotFound is returned for an incident or silence that does not exist.
@@ -216,11 +252,7 @@ func (e *Engine) change(ctx context.Context, id int64, fn func(*pass, *store.Inc
 		if err := fn(p, &in); err != nil {
 			return err
 		}
-		p.editNow(&in)
-		if err := p.tx.SaveIncident(ctx, &in); err != nil {
-			return err
-		}
-		return p.edit(ctx, &in)
+		return p.editSoon(ctx, &in)
 	})
 	return in, err
 }
@@ -269,11 +301,7 @@ func (e *Engine) AddSilence(ctx context.Context, matchers []Matcher, d time.Dura
 				continue
 			}
 			in.SilencedBy = "silence #" + fmt.Sprint(s.ID) + " (" + who + ")"
-			p.editNow(in)
-			if err := tx.SaveIncident(ctx, in); err != nil {
-				return err
-			}
-			if err := p.edit(ctx, in); err != nil {
+			if err := p.editSoon(ctx, in); err != nil {
 				return err
 			}
 		}

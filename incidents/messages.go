@@ -2,6 +2,7 @@ package incidents
 
 import (
 	"context"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -29,29 +30,47 @@ func (p *pass) post(ctx context.Context, in *store.Incident, detail *Detail) err
 		return nil // tracked and counted, never posted while silenced
 	}
 	for _, r := range p.e.routes(in) {
-		n, err := p.tx.RoomMessagesSince(ctx, r.Transport, r.Room, p.now.Add(-time.Minute))
+		full, err := p.roomFull(ctx, r)
 		if err != nil {
 			return err
 		}
-		if n >= p.e.cfg.RoomCap {
+		if full {
 			if err := p.addToSummary(ctx, r, in); err != nil {
 				return err
 			}
 			continue
 		}
-		id, err := p.enqueue(ctx, p.e.message(r.Transport, r.Room, renderIncident(in, p.now)))
+		msg := p.e.message(r.Transport, r.Room, renderIncident(in, p.now))
+		id, err := p.enqueue(ctx, msg)
 		if err != nil {
 			return err
 		}
-		err = p.tx.AddIncidentMessage(ctx, store.IncidentMessage{IncidentID: in.ID, Transport: r.Transport, Room: r.Room, OutboxID: id, CreatedAt: p.now})
+		err = p.tx.AddIncidentMessage(ctx, store.IncidentMessage{IncidentID: in.ID, Transport: r.Transport, Room: r.Room,
+			OutboxID: id, CreatedAt: p.now, LastHash: contentHash(msg)})
 		if err != nil {
 			return err
 		}
 	}
 	if detail != nil {
-		return p.thread(ctx, in, renderDetail(*detail))
+		return p.thread(ctx, in, renderDetail(*detail), true)
 	}
 	return nil
+}
+
+// roomFull tells whether a room had its fill of new incident messages: a
+// leaky bucket of RoomCap per minute, where each message weighs 1 when
+// posted and nothing a minute later. A burst that ended does not keep the
+// room in a storm for a whole minute, as a count over the last minute did.
+func (p *pass) roomFull(ctx context.Context, r Route) (bool, error) {
+	times, err := p.tx.RoomMessageTimes(ctx, r.Transport, r.Room, p.now.Add(-time.Minute))
+	if err != nil {
+		return false, err
+	}
+	load := 0.0
+	for _, t := range times {
+		load += 1 - float64(p.now.Sub(t))/float64(time.Minute)
+	}
+	return load+1 > float64(p.e.cfg.RoomCap), nil
 }
 
 func (e *Engine) message(transport, room string, nodes ...render.Node) store.OutMessage {
@@ -59,8 +78,19 @@ func (e *Engine) message(transport, room string, nodes ...render.Node) store.Out
 	return store.OutMessage{Transport: transport, Room: room, Plain: m.Plain, HTML: m.HTML}
 }
 
-// edit replaces each of the incident's messages with its current state;
-// incidents shown in a summary make that summary owe an edit.
+// contentHash identifies a message's content, so that an edit identical
+// to the last content queued is not sent.
+func contentHash(m store.OutMessage) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(m.Plain))
+	h.Write([]byte{0})
+	h.Write([]byte(m.HTML))
+	return int64(h.Sum64())
+}
+
+// edit replaces each of the incident's messages with its current state,
+// unless that is what it already shows; incidents shown in a summary make
+// that summary owe an edit.
 func (p *pass) edit(ctx context.Context, in *store.Incident) error {
 	msgs, err := p.tx.IncidentMessages(ctx, in.ID)
 	if err != nil {
@@ -74,26 +104,37 @@ func (p *pass) edit(ctx context.Context, in *store.Incident) error {
 			continue
 		}
 		out := p.e.message(m.Transport, m.Room, renderIncident(in, p.now))
+		hash := contentHash(out)
+		if hash == m.LastHash {
+			continue
+		}
+		m.LastHash = hash
 		out.EditOf = m.OutboxID
 		if _, err := p.enqueue(ctx, out); err != nil {
+			return err
+		}
+		if err := p.tx.SetIncidentMessageHash(ctx, m); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// thread posts a detail under each of the incident's own messages, at most
-// ThreadCap per minute; the rest are counted and shown on the message.
-func (p *pass) thread(ctx context.Context, in *store.Incident, detail render.Node) error {
+// thread posts a message under each of the incident's own messages. A
+// capped one (a detail) is posted at most ThreadCap times per minute, the
+// rest counted and shown on the message; uncapped ones (a resolution) are
+// always posted.
+func (p *pass) thread(ctx context.Context, in *store.Incident, detail render.Node, capped bool) error {
 	if p.now.Sub(in.ThreadWindow) >= time.Minute {
 		in.ThreadWindow, in.ThreadSent = p.now, 0
 	}
-	if in.ThreadSent >= p.e.cfg.ThreadCap {
+	if capped && in.ThreadSent >= p.e.cfg.ThreadCap {
 		in.ThreadSkipped++
-		p.scheduleEdit(in)
-		return p.tx.SaveIncident(ctx, in)
+		return p.editSoon(ctx, in)
 	}
-	in.ThreadSent++
+	if capped {
+		in.ThreadSent++
+	}
 	if err := p.tx.SaveIncident(ctx, in); err != nil {
 		return err
 	}
@@ -114,19 +155,21 @@ func (p *pass) thread(ctx context.Context, in *store.Incident, detail render.Nod
 	return nil
 }
 
-// addToSummary lists an incident in the room's storm summary, opening one
-// if the room has none from the last minute.
+// addToSummary lists an incident in the room's storm summary: the one an
+// incident joined in the last minute, else a new one, so that a storm that
+// ended does not swallow the next.
 func (p *pass) addToSummary(ctx context.Context, r Route, in *store.Incident) error {
 	sum, ok, err := p.tx.CurrentSummary(ctx, r.Transport, r.Room, p.now.Add(-time.Minute))
 	if err != nil {
 		return err
 	}
 	if !ok {
-		id, err := p.enqueue(ctx, p.e.message(r.Transport, r.Room, renderSummary([]store.Incident{*in}, p.now)))
+		msg := p.e.message(r.Transport, r.Room, renderSummary([]store.Incident{*in}, p.now))
+		id, err := p.enqueue(ctx, msg)
 		if err != nil {
 			return err
 		}
-		sum = store.Summary{Transport: r.Transport, Room: r.Room, OutboxID: id, OpenedAt: p.now, LastEditAt: p.now}
+		sum = store.Summary{Transport: r.Transport, Room: r.Room, OutboxID: id, OpenedAt: p.now, LastEditAt: p.now, LastHash: contentHash(msg)}
 		if err := p.tx.SaveSummary(ctx, &sum); err != nil {
 			return err
 		}
@@ -180,11 +223,11 @@ func renderIncident(in *store.Incident, now time.Time) render.Node {
 		return render.Group(nodes...)
 	}
 	nodes = append(nodes, render.Line(render.Text("Latest: "), render.Text(in.Reason)))
+	// Only what the incident's state says: an edit shows its time of
+	// sending, and one that would change nothing else is not sent.
 	status := []string{plural(in.Events, "event")}
 	if in.State == store.IncidentResolved {
 		status = append(status, "lasted "+duration(in.ResolvedAt.Sub(in.OpenedAt)), "resolved: "+in.Resolution)
-	} else {
-		status = append(status, "open for "+duration(now.Sub(in.OpenedAt)))
 	}
 	status = append(status, "since "+in.OpenedAt.UTC().Format("15:04 UTC"))
 	nodes = append(nodes, render.Line(render.Text(strings.Join(status, " · "))))

@@ -91,6 +91,20 @@ type Signal struct {
 	Detail   *Detail // for the thread, nil if nothing worth a thread entry
 	Labels   Labels
 	At       time.Time // when it happened at the source; zero: now
+	// Occurrence names what happened, e.g. "alloc <ID> failed": Nomad tells
+	// one failure in several events (Allocation, Deployment and Node
+	// topics, plan results), and an occurrence the incident has counted is
+	// not counted or posted again. Empty: every change of reason counts.
+	Occurrence string
+	// Settle: a resolution that holds only once the key has stayed quiet
+	// for Config.SettleAfter (a task up for a moment between two crashes
+	// is not healthy again); a firing signal meanwhile cancels it.
+	Settle bool
+	// Hold: a new incident waits, unposted, until the incident whose
+	// Releases is this reason ends, or Config.MaxHold passes.
+	Hold string
+	// Releases: the hold reason this incident's end releases.
+	Releases string
 }
 
 // Rule maps one event to signals. Rules are pure: no I/O, no state.

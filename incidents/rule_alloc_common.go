@@ -1,13 +1,19 @@
 package incidents
 
-import "github.com/vigie/vigie/watchers"
+import (
+	"strconv"
+
+	"github.com/vigie/vigie/watchers"
+)
 
 // The allocation rules (alloc-failed, alloc-lost, alloc-oom,
-// restarts-exhausted) share the key alloc/<namespace>/<job>/<group>, so one
-// broken group is one incident whichever of them fires first.
+// restarts-exhausted, task-restarting) share the key
+// alloc/<namespace>/<job>/<group>, so one broken group is one incident
+// whichever of them fires first.
 
 // allocProblem is what an allocation rule found.
 type allocProblem struct {
+	title  string // "" for the family's "<job>/<group>: allocations failing"
 	reason string
 	detail *Detail
 }
@@ -39,8 +45,8 @@ func allocSignals(rule string, sev Severity, ev *watchers.Event, detect func(*wa
 		},
 		At: ev.Time,
 	}
-	if allocHealthy(a) {
-		sig.Status, sig.Reason = Resolved, "allocations healthy again"
+	if reason, settle, ok := allocHealthy(a); ok {
+		sig.Status, sig.Reason, sig.Settle = Resolved, reason, settle
 		return []Signal{sig}
 	}
 	p := detect(a)
@@ -48,24 +54,49 @@ func allocSignals(rule string, sev Severity, ev *watchers.Event, detect func(*wa
 		return nil
 	}
 	sig.Status, sig.Reason, sig.Detail = Firing, p.reason, p.detail
+	if p.title != "" {
+		sig.Title = p.title
+	}
+	// Nomad repeats an allocation's state in several events (its update,
+	// the deployment's health, plan results): one state, one event.
+	sig.Occurrence = allocOccurrence(a)
 	return []Signal{sig}
 }
 
-// allocHealthy: the allocation runs as desired and passed its deployment's
-// health check (or has no deployment to pass), so its group works again.
-func allocHealthy(a *watchers.Alloc) bool {
-	if a.ClientStatus != "running" || !desiredRunning(a) {
-		return false
+// allocOccurrence names an allocation's state: failed, lost, or pending
+// after its tasks' nth restart.
+func allocOccurrence(a *watchers.Alloc) string {
+	restarts := 0
+	for _, t := range a.Tasks {
+		restarts += t.Restarts
 	}
-	if a.DeploymentID != "" && (a.Healthy == nil || !*a.Healthy) {
-		return false
+	return a.ID + "/" + a.ClientStatus + "/" + strconv.Itoa(restarts)
+}
+
+// allocHealthy tells whether the allocation shows its group works again:
+// it passed its deployment's health check; or, without one to pass, it runs
+// (which must settle: a task up for a moment between two crashes is not
+// healthy) or it completed as a batch allocation does.
+func allocHealthy(a *watchers.Alloc) (reason string, settle, ok bool) {
+	if !desiredRunning(a) {
+		return "", false, false
 	}
 	for _, t := range a.Tasks {
 		if t.Failed {
-			return false
+			return "", false, false
 		}
 	}
-	return true
+	switch {
+	case a.ClientStatus == "running" && a.DeploymentID != "":
+		if a.Healthy != nil && *a.Healthy {
+			return "allocation " + nomadShortID(a.ID) + " healthy in deployment " + nomadShortID(a.DeploymentID), false, true
+		}
+	case a.ClientStatus == "running":
+		return "allocation " + nomadShortID(a.ID) + " running", true, true
+	case a.ClientStatus == "complete":
+		return "allocation " + nomadShortID(a.ID) + " completed", false, true
+	}
+	return "", false, false
 }
 
 // desiredRunning: Nomad still wants the allocation. Allocations it stops or

@@ -67,16 +67,21 @@ func taskEnded(t *watchers.Task) time.Time {
 
 // taskOutcome describes how the task's last run ended.
 func taskOutcome(t *watchers.Task) string {
-	e := lastTaskEvent(t, "Terminated")
-	switch {
-	case e == nil:
-		return "task " + t.Name + " failed"
-	case e.OOMKilled:
-		return oomReason(t.Name)
-	case e.Signal != 0:
-		return fmt.Sprintf("task %s killed by signal %d (exit code %d)", t.Name, e.Signal, e.ExitCode)
+	if e := lastTaskEvent(t, "Terminated"); e != nil {
+		return "task " + t.Name + " " + exitOf(e)
 	}
-	return fmt.Sprintf("task %s exited with code %d", t.Name, e.ExitCode)
+	return "task " + t.Name + " failed"
+}
+
+// exitOf says how a Terminated event ended a task's run.
+func exitOf(e *watchers.TaskEvent) string {
+	switch {
+	case e.OOMKilled:
+		return oomKilled
+	case e.Signal != 0:
+		return fmt.Sprintf("killed by signal %d (exit code %d)", e.Signal, e.ExitCode)
+	}
+	return fmt.Sprintf("exited with code %d", e.ExitCode)
 }
 
 // routineTaskEvents tell the life cycle, not why a task failed.

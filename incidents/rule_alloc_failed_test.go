@@ -9,23 +9,33 @@ import (
 
 const crasherWhy = `Exceeded allowed attempts 1 in interval 1m0s and mode is "fail"`
 
-// crasherSignal is the signal of an allocation rule on the crasher group.
+// crasherSignal is the signal of an allocation rule on the crasher group;
+// a firing one is the occurrence of the captured failure (after 1 restart).
 func crasherSignal(rule string, status Status, reason string, detail *Detail) Signal {
-	return Signal{
+	s := Signal{
 		Rule: rule, Key: "alloc/default/crasher/crasher", Severity: Critical, Status: status,
 		Title: "crasher/crasher: allocations failing", Reason: reason, Detail: detail,
 		Labels: Labels{Namespace: "default", Job: "crasher", Group: "crasher", Node: "vm", Alloc: crasherAlloc, Deployment: crasherDeploy},
 	}
+	if status == Firing {
+		s.Occurrence = crasherAlloc + "/failed/1"
+	}
+	return s
 }
 
 // webResolved is an allocation rule resolving the web group on a healthy
-// allocation.
+// allocation: at once when its deployment says so, after settling when
+// it has no deployment to pass.
 func webResolved(rule, alloc, deployment string) Signal {
-	return Signal{
+	s := Signal{
 		Rule: rule, Key: "alloc/default/web/web", Severity: Critical, Status: Resolved,
-		Title: "web/web: allocations failing", Reason: "allocations healthy again",
+		Title: "web/web: allocations failing", Reason: "allocation " + alloc[:8] + " healthy in deployment " + nomadShortID(deployment),
 		Labels: Labels{Namespace: "default", Job: "web", Group: "web", Node: "vm", Alloc: alloc, Deployment: deployment},
 	}
+	if deployment == "" {
+		s.Reason, s.Settle = "allocation "+alloc[:8]+" running", true
+	}
+	return s
 }
 
 // crasherStopped is an allocation rule resolving all of crasher's groups.
@@ -88,8 +98,11 @@ func TestRuleAllocFailed(t *testing.T) {
 		{
 			name: "failed without task detail", index: 23, topic: "Allocation", id: crasherAlloc,
 			mutate: func(ev *watchers.Event) { ev.Alloc.Tasks = nil },
-			want: []Signal{crasherSignal("alloc-failed", Firing, "alloc aeb926df on vm: Failed tasks",
-				&Detail{Text: "alloc aeb926df on vm: Failed tasks"})},
+			want: func() []Signal {
+				s := crasherSignal("alloc-failed", Firing, "alloc aeb926df on vm: Failed tasks", &Detail{Text: "alloc aeb926df on vm: Failed tasks"})
+				s.Occurrence = crasherAlloc + "/failed/0"
+				return []Signal{s}
+			}(),
 		},
 		{name: "crasher restarting once is no failure yet", index: 22, topic: "Allocation", id: crasherAlloc},
 		{
@@ -100,7 +113,15 @@ func TestRuleAllocFailed(t *testing.T) {
 		{name: "web v1 marked for migration by the drain", index: 46, topic: "Allocation", id: webAllocV1},
 		{name: "web v1 migrated away", index: 48, topic: "Allocation", id: webAllocV1},
 		{name: "web v1 running, health not yet known", index: 30, topic: "Allocation", id: webAllocV1},
-		{name: "backup dispatch complete", index: 42, topic: "Allocation", id: "adccfa08"},
+		{
+			// A batch allocation that completes shows its group works.
+			name: "backup dispatch complete", index: 42, topic: "Allocation", id: "adccfa08",
+			want: []Signal{{
+				Rule: "alloc-failed", Key: "alloc/default/backup%2Fdispatch-1795705868-d94dd8a4/backup", Severity: Critical,
+				Status: Resolved, Title: "backup/dispatch-1795705868-d94dd8a4/backup: allocations failing", Reason: "allocation adccfa08 completed",
+				Labels: Labels{Namespace: "default", Job: "backup/dispatch-1795705868-d94dd8a4", Group: "backup", Node: "vm", Alloc: "adccfa08-da66-6043-8759-c9d851fef242"},
+			}},
+		},
 		{
 			name: "web v0 healthy", index: 15, topic: "Allocation", id: webAllocV0,
 			want: []Signal{webResolved("alloc-failed", webAllocV0, webDeployV0)},
@@ -136,9 +157,10 @@ func TestRuleAllocFailed(t *testing.T) {
 			want: []Signal{{
 				Rule: "alloc-failed", Key: "alloc/default/backup%2Fdispatch-1795705868-d94dd8a4/backup", Severity: Critical,
 				Status: Firing, Title: "backup/dispatch-1795705868-d94dd8a4/backup: allocations failing",
-				Reason: "alloc adccfa08 on vm: task backup exited with code 3",
-				Detail: &Detail{Text: "alloc adccfa08 on vm: task backup exited with code 3"},
-				Labels: Labels{Namespace: "default", Job: "backup/dispatch-1795705868-d94dd8a4", Group: "backup", Node: "vm", Alloc: "adccfa08-da66-6043-8759-c9d851fef242"},
+				Reason:     "alloc adccfa08 on vm: task backup exited with code 3",
+				Detail:     &Detail{Text: "alloc adccfa08 on vm: task backup exited with code 3"},
+				Labels:     Labels{Namespace: "default", Job: "backup/dispatch-1795705868-d94dd8a4", Group: "backup", Node: "vm", Alloc: "adccfa08-da66-6043-8759-c9d851fef242"},
+				Occurrence: "adccfa08-da66-6043-8759-c9d851fef242/failed/0",
 			}},
 		},
 	})

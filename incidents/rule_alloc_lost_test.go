@@ -19,8 +19,9 @@ func TestRuleAllocLost(t *testing.T) {
 			want: []Signal{{
 				Rule: "alloc-lost", Key: "alloc/default/web/web", Severity: Critical, Status: Firing,
 				Title: "web/web: allocations failing", Reason: "alloc 4e41c0d4 on vm lost (node down?)",
-				Detail: &Detail{Text: "alloc 4e41c0d4 on vm lost (node down?) — alloc is lost since its node is down"},
-				Labels: Labels{Namespace: "default", Job: "web", Group: "web", Node: "vm", Alloc: webAllocMoved, Deployment: webDeployMove},
+				Detail:     &Detail{Text: "alloc 4e41c0d4 on vm lost (node down?) — alloc is lost since its node is down"},
+				Labels:     Labels{Namespace: "default", Job: "web", Group: "web", Node: "vm", Alloc: webAllocMoved, Deployment: webDeployMove},
+				Occurrence: webAllocMoved + "/lost/0",
 			}},
 		},
 		{name: "failed is not lost", index: 23, topic: "Allocation", id: crasherAlloc},

@@ -35,6 +35,8 @@ func (r AllocOOM) Evaluate(ev *watchers.Event) []Signal {
 	})
 }
 
+const oomKilled = "killed: out of memory"
+
 func oomReason(task string) string {
-	return "task " + task + " killed: out of memory"
+	return "task " + task + " " + oomKilled
 }

@@ -11,10 +11,12 @@ func TestRuleAllocOOM(t *testing.T) {
 	oom := func(ev *watchers.Event) { lastTaskEvent(&ev.Alloc.Tasks[0], "Terminated").OOMKilled = true }
 	fired := crasherSignal("alloc-oom", Firing, "task boom killed: out of memory",
 		&Detail{Text: "alloc aeb926df on vm: task boom killed: out of memory"})
+	restarting := fired
+	restarting.Occurrence = crasherAlloc + "/pending/1" // between the kill and the restart
 	runEventCases(t, r, []eventCase{
 		{name: "crasher exited 1, oom_killed false", index: 23, topic: "Allocation", id: crasherAlloc},
 		{name: "crasher OOM-killed, failed", index: 23, topic: "Allocation", id: crasherAlloc, mutate: oom, want: []Signal{fired}},
-		{name: "crasher OOM-killed, restarting", index: 22, topic: "Allocation", id: crasherAlloc, mutate: oom, want: []Signal{fired}},
+		{name: "crasher OOM-killed, restarting", index: 22, topic: "Allocation", id: crasherAlloc, mutate: oom, want: []Signal{restarting}},
 		{
 			name: "OOM kill in the history of a task running again", index: 22, topic: "Allocation", id: crasherAlloc,
 			mutate: func(ev *watchers.Event) {

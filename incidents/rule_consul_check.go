@@ -13,8 +13,8 @@ func init() {
 }
 
 // ConsulCheck fires while a Consul health check is warning or critical.
-// Checks under node or service maintenance resolve instead: the operator
-// knows.
+// A check under node or service maintenance is held back, as during a
+// drain: posted only if it outlives the maintenance.
 type ConsulCheck struct {
 	WarningSeverity  Severity
 	CriticalSeverity Severity
@@ -37,9 +37,6 @@ func (r ConsulCheck) Evaluate(ev *watchers.Event) []Signal {
 		Labels: Labels{Node: c.Node, Check: c.CheckID, Service: c.ServiceName}, At: ev.Time,
 	}
 	switch {
-	case c.Maintenance:
-		sig.Status, sig.Reason = Resolved, "under maintenance"
-		return []Signal{sig}
 	case c.Status == "passing":
 		sig.Status, sig.Reason = Resolved, "passing"
 		return []Signal{sig}
@@ -51,6 +48,7 @@ func (r ConsulCheck) Evaluate(ev *watchers.Event) []Signal {
 		return nil
 	}
 	sig.Status, sig.Reason = Firing, c.Status
+	sig.Hold = maintenanceHold(c)
 	out := strings.TrimSpace(c.Output)
 	if line := firstOutputLine(out); line != "" {
 		sig.Reason += ": " + line
@@ -67,4 +65,17 @@ func (r ConsulCheck) Evaluate(ev *watchers.Event) []Signal {
 // maintenance.
 func maintenanceCheck(c *watchers.Check) bool {
 	return c.CheckID == "_node_maintenance" || strings.HasPrefix(c.CheckID, "_service_maintenance:")
+}
+
+// maintenanceHold names the maintenance that covers a check: the hold
+// reason of its incident, and what the maintenance incident's end
+// releases. "" when none covers it.
+func maintenanceHold(c *watchers.Check) string {
+	switch c.Maintenance {
+	case watchers.MaintenanceNode:
+		return "maintenance of node " + c.Node
+	case watchers.MaintenanceService:
+		return "maintenance of service " + c.ServiceName + " on " + c.Node
+	}
+	return ""
 }

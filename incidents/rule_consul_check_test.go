@@ -74,9 +74,27 @@ func TestRuleConsulCheck(t *testing.T) {
 			want:   web(Critical, Firing, "critical: "+long[:199]+"…", &Detail{Text: "critical: " + long[:199] + "…", Pre: long}),
 		},
 		{
-			name: "critical under maintenance", file: consulAfter, check: "chatops-ttl",
-			mutate: func(c *watchers.Check) { c.Maintenance = true },
-			want:   ttl(0, Resolved, "under maintenance", nil),
+			name: "critical under node maintenance: held", file: consulAfter, check: "chatops-ttl",
+			mutate: func(c *watchers.Check) { c.Maintenance = watchers.MaintenanceNode },
+			want: func() []Signal {
+				s := ttl(Critical, Firing, "critical: TTL expired (last output before timeout follows): heartbeat ok", nil)
+				s[0].Hold = "maintenance of node vm"
+				return s
+			}(),
+		},
+		{
+			name: "warning under service maintenance: held", file: consulAfter, check: webCheck,
+			mutate: func(c *watchers.Check) { c.Status, c.Maintenance = "warning", watchers.MaintenanceService },
+			want: func() []Signal {
+				s := web(Warning, Firing, "warning", nil)
+				s[0].Hold = "maintenance of service web on vm"
+				return s
+			}(),
+		},
+		{
+			name: "passing under maintenance", file: consulAfter, check: webCheck,
+			mutate: func(c *watchers.Check) { c.Maintenance = watchers.MaintenanceService },
+			want:   web(0, Resolved, "passing", nil),
 		},
 		{
 			name: "node maintenance check itself", file: consulAfter, check: "chatops-ttl",

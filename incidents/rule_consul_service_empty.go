@@ -15,7 +15,9 @@ func init() {
 }
 
 // ConsulServiceEmpty fires when a Consul service has no passing instance
-// left, or vanished from the catalog: no single check says that.
+// left: no single check says that. A service whose every instance is
+// deregistered is gone on purpose (a job stopped, a service removed):
+// that resolves it.
 //
 // An instance passes as Consul's ?passing filter (and DNS) sees it: when
 // all its checks and all its node's checks pass. The node checks matter
@@ -38,7 +40,7 @@ type consulHealth struct {
 }
 
 func (h *consulHealth) add(c *watchers.Check) {
-	if c.Maintenance || maintenanceCheck(c) {
+	if c.Maintenance != "" || maintenanceCheck(c) {
 		h.maintenance = true
 		return
 	}
@@ -82,7 +84,7 @@ func (r ConsulServiceEmpty) EvaluateSnapshot(checks []*watchers.Event, known []s
 	for _, name := range known {
 		if _, ok := services[name]; !ok {
 			sig := r.signal(name)
-			sig.Status, sig.Reason = Firing, "no instance registered any more"
+			sig.Status, sig.Reason = Resolved, "deregistered from Consul"
 			sigs = append(sigs, sig)
 		}
 	}

@@ -104,16 +104,18 @@ func TestRuleConsulServiceEmpty(t *testing.T) {
 				}
 				return out
 			},
-			want: []Signal{healthy[0], healthy[1], svc("web", Firing, "no instance registered any more", "")},
+			want: []Signal{healthy[0], healthy[1], svc("web", Resolved, "deregistered from Consul", "")},
 		},
 		{
 			name: "web under maintenance", file: consulBefore, known: all, now: all,
 			alter: func(cs []*watchers.Event) []*watchers.Event {
 				var id string
-				set(cs, webCheck, func(c *watchers.Check) { c.Status, c.Maintenance, id = "critical", true, c.ServiceID })
+				set(cs, webCheck, func(c *watchers.Check) {
+					c.Status, c.Maintenance, id = "critical", watchers.MaintenanceService, c.ServiceID
+				})
 				return append(cs, &watchers.Event{Source: "consul", Topic: "Check", Type: "critical", Check: &watchers.Check{
 					Node: "vm", CheckID: "_service_maintenance:" + id, Name: "Service Maintenance Mode", Status: "critical",
-					ServiceID: id, ServiceName: "web", Maintenance: true,
+					ServiceID: id, ServiceName: "web", Maintenance: watchers.MaintenanceService,
 				}})
 			},
 			want: []Signal{healthy[0], healthy[1], svc("web", Resolved, "all instances under maintenance", "")},

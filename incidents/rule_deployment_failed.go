@@ -41,12 +41,8 @@ func (r DeploymentFailed) Evaluate(ev *watchers.Event) []Signal {
 	}
 	switch d.Status {
 	case "failed":
-		sig.Status, sig.Title, sig.Reason = Firing, d.Job+": deployment failed", d.StatusDescription
-		// Nomad says "… - rolling back to job version N" when the group's
-		// auto_revert kicked in.
-		if strings.Contains(d.StatusDescription, "rolling back to job version") {
-			sig.Reason += " (auto-revert)"
-		}
+		sig.Status, sig.Title, sig.Reason = Firing, d.Job+": deployment failed", failedReason(d)
+		sig.Occurrence = d.ID + "/failed"
 	case "successful":
 		sig.Status, sig.Reason = Resolved, "deployment "+nomadShortID(d.ID)+" successful"
 		return []Signal{sig}
@@ -65,11 +61,30 @@ func (r DeploymentFailed) Evaluate(ev *watchers.Event) []Signal {
 		}
 		sig.Status, sig.Severity, sig.Title = Firing, r.CanarySeverity, d.Job+": deployment canaries unhealthy"
 		sig.Reason = fmt.Sprintf("canaries unhealthy: %d of %d", unhealthy, canaries)
+		sig.Occurrence = fmt.Sprintf("%s/canaries/%d", d.ID, unhealthy)
 	default:
 		return nil
 	}
 	sig.Detail = &Detail{Text: deploymentProgress(d)}
 	return []Signal{sig}
+}
+
+// rollbackNote is how Nomad's deployment watcher ends the description of
+// a deployment failed with an auto-revert: "<why> - rolling back to job
+// version N" (nomad/structs DeploymentStatusDescriptionRollback).
+const rollbackNote = " - rolling back to job version "
+
+// failedReason says why a deployment failed and, after an auto-revert,
+// which version's spec runs again, and as which version.
+func failedReason(d *watchers.Deployment) string {
+	why, version, ok := strings.Cut(d.StatusDescription, rollbackNote)
+	if !ok {
+		return d.StatusDescription
+	}
+	if d.RevertedAs == 0 {
+		return why + "; auto-reverting to version " + version + "'s spec"
+	}
+	return fmt.Sprintf("%s; auto-reverted to version %s's spec, running as version %d", why, version, d.RevertedAs)
 }
 
 // deploymentProgress is the deployment's per-group counts, as the Nomad

@@ -12,7 +12,8 @@ func TestRuleDeploymentFailed(t *testing.T) {
 		return Signal{
 			Rule: "deployment-failed", Key: "deployment/default/crasher", Severity: Critical, Status: status,
 			Title: "crasher: deployment failed", Reason: reason, Detail: detail,
-			Labels: Labels{Namespace: "default", Job: "crasher", Deployment: crasherDeploy},
+			Labels:     Labels{Namespace: "default", Job: "crasher", Deployment: crasherDeploy},
+			Occurrence: crasherDeploy + "/failed",
 		}
 	}
 	canaries := func(ev *watchers.Event) {
@@ -33,7 +34,18 @@ func TestRuleDeploymentFailed(t *testing.T) {
 				ev.Deployment.StatusDescription = "Failed due to unhealthy allocations - rolling back to job version 0"
 				ev.Deployment.Groups[0].AutoRevert = true
 			},
-			want: []Signal{crasher(Firing, "Failed due to unhealthy allocations - rolling back to job version 0 (auto-revert)", &Detail{
+			want: []Signal{crasher(Firing, "Failed due to unhealthy allocations; auto-reverting to version 0's spec", &Detail{
+				Text: "deployment f7ef71d7 (job version 0): Failed due to unhealthy allocations - rolling back to job version 0; group crasher: 1 desired, 1 placed, 0 healthy, 1 unhealthy",
+			})},
+		},
+		{
+			// The watcher found the job registered again in the same raft entry.
+			name: "failed and auto-reverted, running as version 2", index: 24, topic: "Deployment", id: crasherDeploy,
+			mutate: func(ev *watchers.Event) {
+				ev.Deployment.StatusDescription = "Failed due to unhealthy allocations - rolling back to job version 0"
+				ev.Deployment.RevertedAs = 2
+			},
+			want: []Signal{crasher(Firing, "Failed due to unhealthy allocations; auto-reverted to version 0's spec, running as version 2", &Detail{
 				Text: "deployment f7ef71d7 (job version 0): Failed due to unhealthy allocations - rolling back to job version 0; group crasher: 1 desired, 1 placed, 0 healthy, 1 unhealthy",
 			})},
 		},
@@ -51,8 +63,9 @@ func TestRuleDeploymentFailed(t *testing.T) {
 			want: []Signal{{
 				Rule: "deployment-failed", Key: "deployment/default/web", Severity: Warning, Status: Firing,
 				Title: "web: deployment canaries unhealthy", Reason: "canaries unhealthy: 1 of 2",
-				Detail: &Detail{Text: "deployment 645eb562 (job version 1): Deployment is running; group web: 1 desired (2 canaries), 1 placed, 0 healthy, 1 unhealthy"},
-				Labels: Labels{Namespace: "default", Job: "web", Deployment: webV1},
+				Detail:     &Detail{Text: "deployment 645eb562 (job version 1): Deployment is running; group web: 1 desired (2 canaries), 1 placed, 0 healthy, 1 unhealthy"},
+				Labels:     Labels{Namespace: "default", Job: "web", Deployment: webV1},
+				Occurrence: webV1 + "/canaries/1",
 			}},
 		},
 		{

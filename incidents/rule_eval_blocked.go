@@ -97,5 +97,6 @@ func placementWhy(f watchers.PlacementFailure) string {
 	if len(why) == 0 {
 		why = append(why, "no node fits")
 	}
-	return "group " + f.Group + ": " + strings.Join(why, ", ")
+	unplaced := plural(max(f.Unplaced, 1), "allocation")
+	return "group " + f.Group + ": " + unplaced + " not placed — " + strings.Join(why, ", ")
 }

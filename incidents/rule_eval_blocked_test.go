@@ -21,7 +21,7 @@ func TestRuleEvalBlocked(t *testing.T) {
 	}
 	// During the drain the only node is ineligible: Nomad 1.11.3 reports
 	// all counts zero, NodesInPool included.
-	drained := web(Firing, "group web: no ready and eligible node in the node pool", "web")
+	drained := web(Firing, "group web: 1 allocation not placed — no ready and eligible node in the node pool", "web")
 	runEventCases(t, r, []eventCase{
 		{name: "blocked during the drain", index: 45, topic: "Evaluation", id: blocked, want: drained},
 		{name: "drain eval complete, rest left to the blocked one", index: 47, topic: "Evaluation", id: "b2cddf64", want: drained},
@@ -31,10 +31,10 @@ func TestRuleEvalBlocked(t *testing.T) {
 		{
 			name: "memory exhausted", index: 45, topic: "Evaluation", id: blocked,
 			mutate: fail(watchers.PlacementFailure{
-				Group: "web", NodesEvaluated: 3, NodesExhausted: 3, NodesInPool: 3,
+				Group: "web", Unplaced: 3, NodesEvaluated: 3, NodesExhausted: 3, NodesInPool: 3,
 				DimensionExhausted: map[string]int{"memory": 3},
 			}),
-			want: web(Firing, "group web: memory exhausted on 3 of 3 nodes", "web"),
+			want: web(Firing, "group web: 3 allocations not placed — memory exhausted on 3 of 3 nodes", "web"),
 		},
 		{
 			name: "filtered by constraint", index: 45, topic: "Evaluation", id: blocked,
@@ -42,7 +42,7 @@ func TestRuleEvalBlocked(t *testing.T) {
 				Group: "web", NodesEvaluated: 3, NodesFiltered: 3, NodesInPool: 3,
 				ConstraintFiltered: map[string]int{"${attr.kernel.name} = windows": 3},
 			}),
-			want: web(Firing, "group web: no eligible nodes (3 filtered by constraint ${attr.kernel.name} = windows)", "web"),
+			want: web(Firing, "group web: 1 allocation not placed — no eligible nodes (3 filtered by constraint ${attr.kernel.name} = windows)", "web"),
 		},
 		{
 			name: "partly filtered, rest exhausted", index: 45, topic: "Evaluation", id: blocked,
@@ -51,12 +51,12 @@ func TestRuleEvalBlocked(t *testing.T) {
 				ConstraintFiltered: map[string]int{"${node.class} = gpu": 1},
 				ClassExhausted:     map[string]int{"batch": 2},
 			}),
-			want: web(Firing, "group web: 1 filtered by constraint ${node.class} = gpu, resources exhausted on 2 of 3 nodes, node class batch exhausted on 2 nodes", "web"),
+			want: web(Firing, "group web: 1 allocation not placed — 1 filtered by constraint ${node.class} = gpu, resources exhausted on 2 of 3 nodes, node class batch exhausted on 2 nodes", "web"),
 		},
 		{
 			name: "quota", index: 45, topic: "Evaluation", id: blocked,
 			mutate: fail(watchers.PlacementFailure{Group: "web", NodesEvaluated: 3, NodesInPool: 3, QuotaExhausted: []string{"memory exhausted (1024 > 512)"}}),
-			want:   web(Firing, "group web: quota limit reached: memory exhausted (1024 > 512)", "web"),
+			want:   web(Firing, "group web: 1 allocation not placed — quota limit reached: memory exhausted (1024 > 512)", "web"),
 		},
 		{
 			name: "two groups", index: 45, topic: "Evaluation", id: blocked,
@@ -66,7 +66,7 @@ func TestRuleEvalBlocked(t *testing.T) {
 					{Group: "api", NodesInPool: 2},
 				}
 			},
-			want: web(Firing, "group api: no node eligible for evaluation; group web: cpu exhausted on 1 of 2 nodes, memory exhausted on 2 of 2 nodes", ""),
+			want: web(Firing, "group api: 1 allocation not placed — no node eligible for evaluation; group web: 1 allocation not placed — cpu exhausted on 1 of 2 nodes, memory exhausted on 2 of 2 nodes", ""),
 		},
 		{
 			name: "crasher stopped", index: 36, topic: "Job", id: "crasher",

@@ -7,9 +7,9 @@ import (
 
 func TestRuleRegistry(t *testing.T) {
 	all := []string{
-		"alloc-failed", "alloc-lost", "alloc-oom", "consul-check", "consul-service-empty",
+		"alloc-failed", "alloc-lost", "alloc-oom", "consul-check", "consul-maintenance", "consul-service-empty",
 		"deployment-failed", "eval-blocked", "job-stopped", "node-down", "node-unschedulable",
-		"restarts-exhausted", "source-blind", "source-rewound",
+		"restarts-exhausted", "source-blind", "source-rewound", "task-restarting",
 	}
 	names := func(rules []Rule) []string {
 		var out []string

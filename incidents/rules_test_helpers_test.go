@@ -84,6 +84,7 @@ type nomadNode struct {
 type nomadEval struct {
 	ID, JobID, Status, TriggeredBy, StatusDescription, BlockedEval string
 	FailedTGAllocs                                                 map[string]struct {
+		CoalescedFailures                                          int
 		NodesEvaluated, NodesFiltered, NodesExhausted, NodesInPool int
 		DimensionExhausted, ConstraintFiltered, ClassExhausted     map[string]int
 		QuotaExhausted                                             []string
@@ -99,12 +100,25 @@ func loadNomadEvents(t *testing.T) []watchers.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []watchers.Event
+	var lines []string
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return nomadFrameEvents(t, lines)
+}
+
+// nomadFrameEvents translates frames of a stream.
+func nomadFrameEvents(t *testing.T, lines []string) []watchers.Event {
+	t.Helper()
+	var out []watchers.Event
+	for _, line := range lines {
 		var f nomadFrame
-		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range f.Events {
@@ -129,9 +143,6 @@ func loadNomadEvents(t *testing.T) []watchers.Event {
 			}
 			out = append(out, ev)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
@@ -187,7 +198,7 @@ func (e *nomadEval) event() *watchers.Eval {
 	out := &watchers.Eval{ID: e.ID, Job: e.JobID, Status: e.Status, TriggeredBy: e.TriggeredBy, StatusDescription: e.StatusDescription, BlockedEval: e.BlockedEval}
 	for group, f := range e.FailedTGAllocs {
 		out.Failures = append(out.Failures, watchers.PlacementFailure{
-			Group: group, NodesEvaluated: f.NodesEvaluated, NodesFiltered: f.NodesFiltered,
+			Group: group, Unplaced: 1 + f.CoalescedFailures, NodesEvaluated: f.NodesEvaluated, NodesFiltered: f.NodesFiltered,
 			NodesExhausted: f.NodesExhausted, NodesInPool: f.NodesInPool,
 			DimensionExhausted: f.DimensionExhausted, ConstraintFiltered: f.ConstraintFiltered,
 			ClassExhausted: f.ClassExhausted, QuotaExhausted: f.QuotaExhausted,
@@ -297,7 +308,8 @@ func dumpSignals(sigs []Signal) string {
 		if s.Detail != nil {
 			d = fmt.Sprintf(" detail=%+v", *s.Detail)
 		}
-		fmt.Fprintf(&b, "\n  {rule=%s key=%s sev=%s status=%d title=%q reason=%q labels=%+v%s}", s.Rule, s.Key, s.Severity, s.Status, s.Title, s.Reason, s.Labels, d)
+		fmt.Fprintf(&b, "\n  {rule=%s key=%s sev=%s status=%d title=%q reason=%q labels=%+v%s occurrence=%q settle=%v hold=%q releases=%q}",
+			s.Rule, s.Key, s.Severity, s.Status, s.Title, s.Reason, s.Labels, d, s.Occurrence, s.Settle, s.Hold, s.Releases)
 	}
 	return b.String()
 }

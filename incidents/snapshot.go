@@ -19,8 +19,9 @@ func snapshotRule(r Rule) (SnapshotRule, Severity, bool) {
 	return sr, 0, ok
 }
 
-// snapshot runs the snapshot rules and resolves check incidents whose
-// check is gone from a full Consul snapshot.
+// snapshot runs the snapshot rules and resolves the incidents whose check
+// is gone from a full Consul snapshot: a deregistered check, an ended
+// maintenance.
 func (p *pass) snapshot(ctx context.Context, events []watchers.Event) error {
 	checks := make([]*watchers.Event, 0, len(events))
 	for i := range events {
@@ -63,14 +64,19 @@ func (p *pass) snapshot(ctx context.Context, events []watchers.Event) error {
 			return err
 		}
 	}
-	live, err := p.tx.LiveIncidentsWithPrefix(ctx, checkKeyPrefix)
-	if err != nil {
-		return err
-	}
-	for i := range live {
-		if !p.seen[live[i].Key] {
-			if err := p.resolve(ctx, &live[i], "check no longer registered in Consul"); err != nil {
-				return err
+	for _, gone := range []struct{ prefix, reason string }{
+		{checkKeyPrefix, "check no longer registered in Consul"},
+		{maintenanceKeyPrefix + "/", "maintenance ended"},
+	} {
+		live, err := p.tx.LiveIncidentsWithPrefix(ctx, gone.prefix)
+		if err != nil {
+			return err
+		}
+		for i := range live {
+			if !p.seen[live[i].Key] {
+				if err := p.resolve(ctx, &live[i], gone.reason); err != nil {
+					return err
+				}
 			}
 		}
 	}

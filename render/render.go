@@ -383,3 +383,29 @@ func (plainWriter) table(r *renderer, t Node) {
 	}
 }
 func (plainWriter) note() string { return "\n" + truncNote }
+
+// Excerpt is the start of a plain text for places that only take a line
+// (an edit's fallback body): its first line, cut at a word boundary to at
+// most maxBytes, with "…" when anything was left out. Never mid-word,
+// never mid-character.
+func Excerpt(s string, maxBytes int) string {
+	line, rest, more := strings.Cut(strings.TrimSpace(s), "\n")
+	line = strings.TrimSpace(line)
+	more = more && strings.TrimSpace(rest) != ""
+	const ellipsis = "…"
+	if len(line) <= maxBytes && !more {
+		return line
+	}
+	if len(line)+len(ellipsis) <= maxBytes {
+		return line + ellipsis
+	}
+	cut := truncateUTF8(line, max(maxBytes-len(ellipsis), 0))
+	// Back up to the last space, unless the cut falls just before one (a
+	// single word longer than the limit is cut, on a character boundary).
+	if len(cut) < len(line) && line[len(cut)] != ' ' {
+		if i := strings.LastIndexByte(cut, ' '); i > 0 {
+			cut = cut[:i]
+		}
+	}
+	return strings.TrimRight(cut, " ") + ellipsis
+}

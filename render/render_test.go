@@ -150,3 +150,36 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+func TestExcerpt(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"short", 20, "short"},
+		{"headline\nmore lines", 20, "headline…"},
+		{"headline\n\n", 20, "headline"},
+		{"🔴 CRITICAL · web: allocations failing", 20, "🔴 CRITICAL ·…"},
+		{"one two three", 12, "one two…"},
+		{"one two three", 10, "one two…"},
+		{"unbreakableword", 8, "unbre…"},
+		{"ééééé", 6, "é…"},
+	} {
+		if got := Excerpt(c.in, c.max); got != c.want || len(got) > c.max {
+			t.Errorf("Excerpt(%q, %d) = %q, want %q", c.in, c.max, got, c.want)
+		}
+	}
+}
+
+func FuzzExcerpt(f *testing.F) {
+	f.Add("🔴 CRITICAL · web: allocations failing\nLatest: x", 20)
+	f.Add("a b", 1)
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		n = max(n%300, -n%300) + 4
+		got := Excerpt(s, n)
+		if len(got) > n || !utf8.ValidString(got) && utf8.ValidString(s) || strings.Contains(got, "\n") {
+			t.Fatalf("Excerpt(%q, %d) = %q", s, n, got)
+		}
+	})
+}

@@ -45,25 +45,36 @@ type Incident struct {
 	ThreadSent    int
 	ThreadWindow  time.Time
 	ThreadSkipped int
+	Occurrences   []string  // keys of the recent occurrences counted, oldest first
+	SettleAt      time.Time // zero: no settling resolution pending
+	SettleReason  string
+	HoldUntil     time.Time // held: posted then at the latest
+	Releases      string    // the hold reason this incident's end releases
 }
 
 const incidentColumns = `id, key, rule, severity, state, title, reason, labels, events, changes, flapping, hold_reason,
 	opened_at, updated_at, COALESCE(resolved_at, 0), resolution, acked_by, silenced_by, COALESCE(edit_due_at, 0),
-	last_edit_at, reminded_at, reminders, thread_sent, thread_window, thread_skipped`
+	last_edit_at, reminded_at, reminders, thread_sent, thread_window, thread_skipped, occurrences, COALESCE(settle_at, 0),
+	settle_reason, COALESCE(hold_until, 0), releases`
 
 func scanIncident(row scanner) (Incident, error) {
 	var in Incident
-	var changes string
-	var opened, updated, resolved, due, lastEdit, reminded, window int64
+	var changes, occurrences string
+	var opened, updated, resolved, due, lastEdit, reminded, window, settle, holdUntil int64
 	err := row.Scan(&in.ID, &in.Key, &in.Rule, &in.Severity, &in.State, &in.Title, &in.Reason, &in.Labels, &in.Events,
 		&changes, &in.Flapping, &in.HoldReason, &opened, &updated, &resolved, &in.Resolution, &in.AckedBy, &in.SilencedBy,
-		&due, &lastEdit, &reminded, &in.Reminders, &in.ThreadSent, &window, &in.ThreadSkipped)
+		&due, &lastEdit, &reminded, &in.Reminders, &in.ThreadSent, &window, &in.ThreadSkipped, &occurrences, &settle,
+		&in.SettleReason, &holdUntil, &in.Releases)
 	if err != nil {
 		return in, err
 	}
 	in.Changes = parseTimes(changes)
+	if occurrences != "" {
+		in.Occurrences = strings.Split(occurrences, "\n")
+	}
 	in.OpenedAt, in.UpdatedAt, in.ResolvedAt = ms(opened), ms(updated), ms(resolved)
 	in.EditDueAt, in.LastEditAt, in.RemindedAt, in.ThreadWindow = ms(due), ms(lastEdit), ms(reminded), ms(window)
+	in.SettleAt, in.HoldUntil = ms(settle), ms(holdUntil)
 	return in, nil
 }
 
@@ -164,16 +175,28 @@ func (t *Tx) DueIncidents(ctx context.Context, now time.Time) ([]Incident, error
 	return t.incidents(ctx, `edit_due_at IS NOT NULL AND edit_due_at <= ? ORDER BY id`, now.UnixMilli())
 }
 
+// SettledIncidents returns incidents whose settling resolution is due by now.
+func (t *Tx) SettledIncidents(ctx context.Context, now time.Time) ([]Incident, error) {
+	return t.incidents(ctx, `settle_at IS NOT NULL AND settle_at <= ? ORDER BY id`, now.UnixMilli())
+}
+
+// OverdueHolds returns held incidents whose hold has lasted its maximum by now.
+func (t *Tx) OverdueHolds(ctx context.Context, now time.Time) ([]Incident, error) {
+	return t.incidents(ctx, `state = 'held' AND hold_until IS NOT NULL AND hold_until <= ? ORDER BY id`, now.UnixMilli())
+}
+
 // SaveIncident inserts (ID 0, the ID is set) or updates an incident.
 func (t *Tx) SaveIncident(ctx context.Context, in *Incident) error {
 	args := []any{in.Key, in.Rule, in.Severity, in.State, in.Title, in.Reason, in.Labels, in.Events, formatTimes(in.Changes),
 		in.Flapping, in.HoldReason, unixMS(in.OpenedAt), unixMS(in.UpdatedAt), nullMS(in.ResolvedAt), in.Resolution,
 		in.AckedBy, in.SilencedBy, nullMS(in.EditDueAt), unixMS(in.LastEditAt), unixMS(in.RemindedAt), in.Reminders,
-		in.ThreadSent, unixMS(in.ThreadWindow), in.ThreadSkipped}
+		in.ThreadSent, unixMS(in.ThreadWindow), in.ThreadSkipped, strings.Join(in.Occurrences, "\n"), nullMS(in.SettleAt),
+		in.SettleReason, nullMS(in.HoldUntil), in.Releases}
 	if in.ID == 0 {
 		res, err := t.tx.ExecContext(ctx, `INSERT INTO incidents (key, rule, severity, state, title, reason, labels, events, changes,
 			flapping, hold_reason, opened_at, updated_at, resolved_at, resolution, acked_by, silenced_by, edit_due_at, last_edit_at,
-			reminded_at, reminders, thread_sent, thread_window, thread_skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+			reminded_at, reminders, thread_sent, thread_window, thread_skipped, occurrences, settle_at, settle_reason, hold_until,
+			releases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 		if err != nil {
 			return err
 		}
@@ -183,7 +206,8 @@ func (t *Tx) SaveIncident(ctx context.Context, in *Incident) error {
 	_, err := t.tx.ExecContext(ctx, `UPDATE incidents SET key = ?, rule = ?, severity = ?, state = ?, title = ?, reason = ?, labels = ?,
 		events = ?, changes = ?, flapping = ?, hold_reason = ?, opened_at = ?, updated_at = ?, resolved_at = ?, resolution = ?,
 		acked_by = ?, silenced_by = ?, edit_due_at = ?, last_edit_at = ?, reminded_at = ?, reminders = ?, thread_sent = ?,
-		thread_window = ?, thread_skipped = ? WHERE id = ?`, append(args, in.ID)...)
+		thread_window = ?, thread_skipped = ?, occurrences = ?, settle_at = ?, settle_reason = ?, hold_until = ?, releases = ?
+		WHERE id = ?`, append(args, in.ID)...)
 	return err
 }
 
@@ -196,18 +220,27 @@ type IncidentMessage struct {
 	OutboxID   int64 // 0 when shown in a summary
 	SummaryID  int64 // 0 when it has its own message
 	CreatedAt  time.Time
+	LastHash   int64 // of the content last queued for the message
 }
 
 // AddIncidentMessage records where an incident is shown.
 func (t *Tx) AddIncidentMessage(ctx context.Context, m IncidentMessage) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO incident_messages (incident_id, transport, room, outbox_id, summary_id, created_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, m.IncidentID, m.Transport, m.Room, nullID(m.OutboxID), nullID(m.SummaryID), unixMS(m.CreatedAt))
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO incident_messages (incident_id, transport, room, outbox_id, summary_id, created_at, last_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, m.IncidentID, m.Transport, m.Room, nullID(m.OutboxID), nullID(m.SummaryID), unixMS(m.CreatedAt), m.LastHash)
+	return err
+}
+
+// SetIncidentMessageHash records the hash of what was last queued for an
+// incident's message in a room.
+func (t *Tx) SetIncidentMessageHash(ctx context.Context, m IncidentMessage) error {
+	_, err := t.tx.ExecContext(ctx, `UPDATE incident_messages SET last_hash = ? WHERE incident_id = ? AND transport = ? AND room = ?`,
+		m.LastHash, m.IncidentID, m.Transport, m.Room)
 	return err
 }
 
 // IncidentMessages lists where an incident is shown.
 func (t *Tx) IncidentMessages(ctx context.Context, incidentID int64) ([]IncidentMessage, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT incident_id, transport, room, COALESCE(outbox_id, 0), COALESCE(summary_id, 0), created_at
+	rows, err := t.tx.QueryContext(ctx, `SELECT incident_id, transport, room, COALESCE(outbox_id, 0), COALESCE(summary_id, 0), created_at, last_hash
 		FROM incident_messages WHERE incident_id = ? ORDER BY transport, room`, incidentID)
 	if err != nil {
 		return nil, err
@@ -217,7 +250,7 @@ func (t *Tx) IncidentMessages(ctx context.Context, incidentID int64) ([]Incident
 	for rows.Next() {
 		var m IncidentMessage
 		var created int64
-		if err := rows.Scan(&m.IncidentID, &m.Transport, &m.Room, &m.OutboxID, &m.SummaryID, &created); err != nil {
+		if err := rows.Scan(&m.IncidentID, &m.Transport, &m.Room, &m.OutboxID, &m.SummaryID, &created, &m.LastHash); err != nil {
 			return nil, err
 		}
 		m.CreatedAt = ms(created)
@@ -233,13 +266,24 @@ func (t *Tx) IncidentByRemoteID(ctx context.Context, transport, remoteID string)
 		WHERE o.transport = ? AND o.remote_id = ? LIMIT 1)`, transport, remoteID)
 }
 
-// RoomMessagesSince counts incident messages of their own posted to a room
-// since t (storm bounding).
-func (t *Tx) RoomMessagesSince(ctx context.Context, transport, room string, since time.Time) (int, error) {
-	var n int
-	err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM incident_messages WHERE transport = ? AND room = ? AND outbox_id IS NOT NULL
-		AND created_at >= ?`, transport, room, since.UnixMilli()).Scan(&n)
-	return n, err
+// RoomMessageTimes returns when the incident messages of their own posted
+// to a room since t were posted (storm bounding).
+func (t *Tx) RoomMessageTimes(ctx context.Context, transport, room string, since time.Time) ([]time.Time, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT created_at FROM incident_messages WHERE transport = ? AND room = ? AND outbox_id IS NOT NULL
+		AND created_at >= ?`, transport, room, since.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []time.Time
+	for rows.Next() {
+		var at int64
+		if err := rows.Scan(&at); err != nil {
+			return nil, err
+		}
+		out = append(out, ms(at))
+	}
+	return out, rows.Err()
 }
 
 // Summary is a storm summary message of one room.
@@ -251,22 +295,25 @@ type Summary struct {
 	OpenedAt   time.Time
 	EditDueAt  time.Time
 	LastEditAt time.Time
+	LastHash   int64 // of the content last queued for it
 }
 
-const summaryColumns = `id, transport, room, outbox_id, opened_at, COALESCE(edit_due_at, 0), last_edit_at`
+const summaryColumns = `id, transport, room, outbox_id, opened_at, COALESCE(edit_due_at, 0), last_edit_at, last_hash`
 
 func scanSummary(row scanner) (Summary, error) {
 	var s Summary
 	var opened, due, last int64
-	err := row.Scan(&s.ID, &s.Transport, &s.Room, &s.OutboxID, &opened, &due, &last)
+	err := row.Scan(&s.ID, &s.Transport, &s.Room, &s.OutboxID, &opened, &due, &last, &s.LastHash)
 	s.OpenedAt, s.EditDueAt, s.LastEditAt = ms(opened), ms(due), ms(last)
 	return s, err
 }
 
-// CurrentSummary returns the room's newest summary opened since t.
+// CurrentSummary returns the room's newest summary that an incident joined
+// (or that opened) since t: the summary of the storm under way, if any.
 func (t *Tx) CurrentSummary(ctx context.Context, transport, room string, since time.Time) (Summary, bool, error) {
-	s, err := scanSummary(t.tx.QueryRowContext(ctx, `SELECT `+summaryColumns+` FROM summaries WHERE transport = ? AND room = ?
-		AND opened_at >= ? ORDER BY id DESC LIMIT 1`, transport, room, since.UnixMilli()))
+	s, err := scanSummary(t.tx.QueryRowContext(ctx, `SELECT `+summaryColumns+` FROM summaries s WHERE transport = ? AND room = ?
+		AND MAX(opened_at, COALESCE((SELECT MAX(created_at) FROM incident_messages m WHERE m.summary_id = s.id), 0)) >= ?
+		ORDER BY id DESC LIMIT 1`, transport, room, since.UnixMilli()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, false, nil
 	}
@@ -276,16 +323,16 @@ func (t *Tx) CurrentSummary(ctx context.Context, transport, room string, since t
 // SaveSummary inserts (ID 0) or updates a summary.
 func (t *Tx) SaveSummary(ctx context.Context, s *Summary) error {
 	if s.ID == 0 {
-		res, err := t.tx.ExecContext(ctx, `INSERT INTO summaries (transport, room, outbox_id, opened_at, edit_due_at, last_edit_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, s.Transport, s.Room, s.OutboxID, unixMS(s.OpenedAt), nullMS(s.EditDueAt), unixMS(s.LastEditAt))
+		res, err := t.tx.ExecContext(ctx, `INSERT INTO summaries (transport, room, outbox_id, opened_at, edit_due_at, last_edit_at, last_hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, s.Transport, s.Room, s.OutboxID, unixMS(s.OpenedAt), nullMS(s.EditDueAt), unixMS(s.LastEditAt), s.LastHash)
 		if err != nil {
 			return err
 		}
 		s.ID, err = res.LastInsertId()
 		return err
 	}
-	_, err := t.tx.ExecContext(ctx, `UPDATE summaries SET edit_due_at = ?, last_edit_at = ? WHERE id = ?`,
-		nullMS(s.EditDueAt), unixMS(s.LastEditAt), s.ID)
+	_, err := t.tx.ExecContext(ctx, `UPDATE summaries SET edit_due_at = ?, last_edit_at = ?, last_hash = ? WHERE id = ?`,
+		nullMS(s.EditDueAt), unixMS(s.LastEditAt), s.LastHash, s.ID)
 	return err
 }
 

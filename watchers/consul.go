@@ -376,9 +376,17 @@ func consulEvents(checks []api.HealthCheck, index uint64) []Event {
 	}
 	events := make([]Event, 0, len(checks))
 	for _, hc := range checks {
-		maint := nodes[hc.Node] ||
-			(hc.ServiceID != "" && services[instance{hc.Node, hc.Namespace, hc.ServiceID}]) ||
-			hc.Status == api.HealthMaint
+		maint := ""
+		switch {
+		case nodes[hc.Node]:
+			maint = MaintenanceNode
+		case hc.ServiceID != "" && services[instance{hc.Node, hc.Namespace, hc.ServiceID}]:
+			maint = MaintenanceService
+		case hc.Status == api.HealthMaint && hc.ServiceID != "":
+			maint = MaintenanceService
+		case hc.Status == api.HealthMaint:
+			maint = MaintenanceNode
+		}
 		events = append(events, Event{
 			Source:    "consul",
 			Topic:     "Check",
@@ -394,6 +402,7 @@ func consulEvents(checks []api.HealthCheck, index uint64) []Event {
 				ServiceID:   hc.ServiceID,
 				ServiceName: hc.ServiceName,
 				ServiceTags: hc.ServiceTags,
+				Notes:       hc.Notes,
 				Maintenance: maint,
 			},
 		})
@@ -404,8 +413,7 @@ func consulEvents(checks []api.HealthCheck, index uint64) []Event {
 // consulKey is what makes two snapshots different. Names, tags and Consul's
 // modify indexes are left out: they change nothing the pipeline acts on.
 type consulKey struct {
-	Namespace, Node, CheckID, Status, Output, ServiceID, ServiceName string
-	Maintenance                                                      bool
+	Namespace, Node, CheckID, Status, Output, ServiceID, ServiceName, Notes, Maintenance string
 }
 
 // consulKeys returns the snapshot's keys in a canonical order (a check is
@@ -414,7 +422,7 @@ func consulKeys(events []Event) []consulKey {
 	keys := make([]consulKey, len(events))
 	for i, e := range events {
 		c := e.Check
-		keys[i] = consulKey{e.Namespace, c.Node, c.CheckID, c.Status, c.Output, c.ServiceID, c.ServiceName, c.Maintenance}
+		keys[i] = consulKey{e.Namespace, c.Node, c.CheckID, c.Status, c.Output, c.ServiceID, c.ServiceName, c.Notes, c.Maintenance}
 	}
 	slices.SortFunc(keys, func(a, b consulKey) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Node, b.Node), cmp.Compare(a.CheckID, b.CheckID))

@@ -204,7 +204,7 @@ func TestConsulFirstSnapshotThenTTLExpiry(t *testing.T) {
 	}
 	for _, e := range b.Events {
 		if e.Source != "consul" || e.Topic != "Check" || e.Index != 48 || e.Check == nil || e.Type != e.Check.Status ||
-			e.Alloc != nil || e.Node != nil || e.Job != nil || e.Check.Maintenance {
+			e.Alloc != nil || e.Node != nil || e.Job != nil || e.Check.Maintenance != "" {
 			t.Errorf("event %+v, check %+v", e, e.Check)
 		}
 	}
@@ -358,12 +358,16 @@ func TestConsulMaintenance(t *testing.T) {
 	b := h.nextAt(t, f.Index())
 	for _, e := range b.Events {
 		c := e.Check
-		want := c.Node == "vm" && c.ServiceID == consulWebService
+		want := ""
+		if c.Node == "vm" && c.ServiceID == consulWebService {
+			want = MaintenanceService
+		}
 		if c.Maintenance != want {
-			t.Errorf("service maintenance: %s/%s Maintenance %v, want %v", c.Node, c.CheckID, c.Maintenance, want)
+			t.Errorf("service maintenance: %s/%s Maintenance %q, want %q", c.Node, c.CheckID, c.Maintenance, want)
 		}
 	}
-	if m := consulCheck(t, b, "vm", "_service_maintenance:"+consulWebService); m.Status != "critical" || m.ServiceName != "web" || !m.Maintenance {
+	if m := consulCheck(t, b, "vm", "_service_maintenance:"+consulWebService); m.Status != "critical" || m.ServiceName != "web" ||
+		m.Maintenance != MaintenanceService || !strings.HasPrefix(m.Notes, "Maintenance mode is enabled for this service") {
 		t.Errorf("service maintenance check %+v", m)
 	}
 	if web := consulCheck(t, b, "vm", webCheck); web.Status != "passing" {
@@ -375,8 +379,8 @@ func TestConsulMaintenance(t *testing.T) {
 	}
 	b = h.nextAt(t, f.Index())
 	for _, e := range b.Events {
-		if c := e.Check; c.Maintenance != (c.Node == "vm") {
-			t.Errorf("node maintenance: %s/%s Maintenance %v", c.Node, c.CheckID, c.Maintenance)
+		if c := e.Check; (c.Maintenance == MaintenanceNode) != (c.Node == "vm") {
+			t.Errorf("node maintenance: %s/%s Maintenance %q", c.Node, c.CheckID, c.Maintenance)
 		}
 	}
 	if m := consulCheck(t, b, "vm", "_node_maintenance"); m.Status != "critical" || m.ServiceID != "" {
@@ -390,7 +394,7 @@ func TestConsulMaintenance(t *testing.T) {
 		t.Fatalf("%d events after maintenance, want 8", len(b.Events))
 	}
 	for _, e := range b.Events {
-		if e.Check.Maintenance {
+		if e.Check.Maintenance != "" {
 			t.Errorf("still in maintenance: %+v", e.Check)
 		}
 	}

@@ -124,6 +124,10 @@ type Deployment struct {
 	Status            string // running, paused, failed, successful, cancelled, blocked, ...
 	StatusDescription string
 	Groups            []DeploymentGroup
+	// RevertedAs is, for a deployment failed with an auto-revert, the
+	// version the job was registered again as (the old spec under a new
+	// version), when the same raft entry carried it; 0 otherwise.
+	RevertedAs uint64
 }
 
 // DeploymentGroup is a task group's progress in a deployment.
@@ -175,6 +179,7 @@ type Eval struct {
 // PlacementFailure says why a task group could not be placed.
 type PlacementFailure struct {
 	Group              string
+	Unplaced           int // allocations not placed: Nomad coalesces the failures after the first
 	NodesEvaluated     int
 	NodesFiltered      int
 	NodesExhausted     int
@@ -195,7 +200,15 @@ type Check struct {
 	ServiceID   string
 	ServiceName string
 	ServiceTags []string
-	// Maintenance: the check is covered by node or service maintenance
-	// (_node_maintenance, _service_maintenance:<id>) in the same snapshot.
-	Maintenance bool
+	Notes       string // for a maintenance check, the reason given
+	// Maintenance says what maintenance covers the check in the same
+	// snapshot: MaintenanceNode (_node_maintenance), MaintenanceService
+	// (_service_maintenance:<service ID>), or "" for none.
+	Maintenance string
 }
+
+// What maintenance covers a check.
+const (
+	MaintenanceNode    = "node"
+	MaintenanceService = "service"
+)

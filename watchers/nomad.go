@@ -460,6 +460,7 @@ func (r *nomadRun) handleLine(ctx context.Context, line []byte, skip *int) error
 		}
 		out = append(out, ev)
 	}
+	joinReverts(out)
 	r.addStderrTails(ctx, out)
 	if err := r.sink.Consume(ctx, Batch{Cursor: next, Events: out}); err != nil {
 		return &nomadFatal{fmt.Errorf("nomad: sink: %w", err)}

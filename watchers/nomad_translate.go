@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,6 +75,7 @@ type nomadDeployment struct {
 type nomadEval struct {
 	ID, JobID, Status, TriggeredBy, StatusDescription, BlockedEval string
 	FailedTGAllocs                                                 map[string]*struct {
+		CoalescedFailures                                          int
 		NodesEvaluated, NodesFiltered, NodesExhausted, NodesInPool int
 		DimensionExhausted, ConstraintFiltered, ClassExhausted     map[string]int
 		QuotaExhausted                                             []string
@@ -317,7 +319,7 @@ func translateEval(raw json.RawMessage, ev *Event) error {
 			continue
 		}
 		out.Failures = append(out.Failures, PlacementFailure{
-			Group: group, NodesEvaluated: m.NodesEvaluated, NodesFiltered: m.NodesFiltered,
+			Group: group, Unplaced: 1 + m.CoalescedFailures, NodesEvaluated: m.NodesEvaluated, NodesFiltered: m.NodesFiltered,
 			NodesExhausted: m.NodesExhausted, NodesInPool: m.NodesInPool,
 			DimensionExhausted: m.DimensionExhausted, ConstraintFiltered: m.ConstraintFiltered,
 			ClassExhausted: m.ClassExhausted, QuotaExhausted: m.QuotaExhausted,
@@ -369,4 +371,23 @@ func translateNode(raw json.RawMessage, ev *Event) error {
 	}
 	ev.Node = out
 	return nil
+}
+
+// joinReverts tells a deployment that failed with an auto-revert which
+// version the job now runs as. Nomad writes the failed deployment and the
+// job registered again with the old spec in one raft entry (the Job of a
+// DeploymentStatusUpdate or DeploymentAllocHealth request), so both are in
+// the same frame: a Job event, named after the request, at the new version.
+func joinReverts(events []Event) {
+	for i := range events {
+		d := events[i].Deployment
+		if d == nil || d.Status != "failed" || !strings.Contains(d.StatusDescription, "rolling back to job version") {
+			continue
+		}
+		for _, e := range events {
+			if j := e.Job; j != nil && j.ID == d.Job && e.Namespace == events[i].Namespace {
+				d.RevertedAs = j.Version
+			}
+		}
+	}
 }

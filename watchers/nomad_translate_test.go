@@ -131,7 +131,7 @@ func TestNomadTranslatesDeploymentsNodesEvalsAndJobs(t *testing.T) {
 	blocked := pick(events, 45, "Evaluation")[0].Eval
 	if blocked.ID != "4fa9b21d-a669-104d-0615-32a927fbfd21" || blocked.Status != "blocked" || blocked.Job != "web" ||
 		blocked.TriggeredBy != "queued-allocs" || blocked.StatusDescription != "created to place remaining allocations" ||
-		len(blocked.Failures) != 1 || blocked.Failures[0].Group != "web" || blocked.Failures[0].NodesInPool != 0 {
+		len(blocked.Failures) != 1 || blocked.Failures[0].Group != "web" || blocked.Failures[0].NodesInPool != 0 || blocked.Failures[0].Unplaced != 1 {
 		t.Errorf("blocked eval %+v", blocked)
 	}
 	if drain := pick(events, 47, "Evaluation")[0].Eval; drain.BlockedEval != blocked.ID || drain.Status != "complete" || drain.Failures[0].Group != "web" {
@@ -217,6 +217,11 @@ func TestTranslateNomadAgreesWithTheNomadAPI(t *testing.T) {
 				e, _ := want.Evaluation()
 				if got.Eval.Status != e.Status || got.Eval.BlockedEval != e.BlockedEval || len(got.Eval.Failures) != len(e.FailedTGAllocs) {
 					t.Errorf("eval at %d: %+v", ours.Index, got.Eval)
+				}
+				for _, f := range got.Eval.Failures {
+					if m := e.FailedTGAllocs[f.Group]; m == nil || f.Unplaced != 1+m.CoalescedFailures {
+						t.Errorf("placement failure of %s at %d: %+v", f.Group, ours.Index, f)
+					}
 				}
 			case api.TopicJob:
 				j, err := want.Job()
@@ -332,4 +337,56 @@ func FuzzNomadFrame(f *testing.F) {
 			t.Fatalf("cleanTail gave invalid UTF-8 %q", s)
 		}
 	})
+}
+
+// A deployment failed with an auto-revert comes with the job registered
+// again in the same raft entry: the frame of the captured failure (24),
+// described as Nomad's deployment watcher does on a revert, with the job
+// event such an entry carries (the captured crasher job, as version 2).
+func TestNomadTellsTheVersionAnAutoRevertRunsAs(t *testing.T) {
+	var failed, withJob struct {
+		Index  uint64
+		Events []map[string]any
+	}
+	if err := json.Unmarshal([]byte(frameAt(t, 24)), &failed); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(frameAt(t, 23)), &withJob); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range failed.Events {
+		if e["Topic"] == "Deployment" {
+			d := e["Payload"].(map[string]any)["Deployment"].(map[string]any)
+			d["StatusDescription"] = "Failed due to unhealthy allocations - rolling back to job version 0"
+		}
+	}
+	for _, e := range withJob.Events {
+		if e["Topic"] == "Job" {
+			e["Type"], e["Index"] = "DeploymentStatusUpdate", 24
+			j := e["Payload"].(map[string]any)["Job"].(map[string]any)
+			j["Version"], j["JobModifyIndex"], j["ModifyIndex"] = 2, 24, 24
+			failed.Events = append(failed.Events, e)
+		}
+	}
+	frame, err := json.Marshal(failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := fakenomad.New(t, fakenomad.Config{})
+	sink := newBatchSink()
+	run(t, testNomad(fake, NomadConfig{}, fixedCursor{}), sink)
+	sink.next(t) // the start position
+	fake.Append(fakenomad.Reindex(string(frame), 66))
+	b := sink.next(t)
+	d := pick(b.Events, 66, "Deployment")
+	if len(d) != 1 || d[0].Deployment.RevertedAs != 2 {
+		t.Fatalf("deployment %+v", d)
+	}
+	// Without the job in the frame, the version is unknown.
+	events := []Event{d[0]}
+	events[0].Deployment = &Deployment{Job: "crasher", Status: "failed", StatusDescription: d[0].Deployment.StatusDescription}
+	joinReverts(events)
+	if events[0].Deployment.RevertedAs != 0 {
+		t.Fatalf("reverted as %d without a job event", events[0].Deployment.RevertedAs)
+	}
 }

@@ -231,3 +231,73 @@ func frameAt(t *testing.T, frames []string, index uint64) string {
 	t.Fatalf("no captured frame at %d", index)
 	return ""
 }
+
+// A task crash-looping and a node put in maintenance, in Nomad's and
+// Consul's own shapes, through the real watchers to the console.
+func TestConsoleShowsRestartLoopsAndMaintenance(t *testing.T) {
+	frames := fakenomad.CaptureFrames()
+	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
+	consul := fakeconsul.New()
+	defer consul.Close()
+	dir := t.TempDir()
+	cmd := exec.Command(vigieBinary(t), "console", "--config", alertConfig(t, dir, nomad.URL, consul.URL, ""))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	out := readLines(stdout)
+	waitRequests(t, func() bool {
+		return slices.ContainsFunc(nomad.Requests(), func(r string) bool { return strings.HasPrefix(r, "/v1/event/stream") }) &&
+			len(consul.Requests()) > 0
+	})
+
+	nomad.Append(fakenomad.RestartLoopFrames()...)
+	out.waitFor(t, 20*time.Second,
+		"🟠 WARNING · looper/looper: task boom restarting",
+		"task boom restarted 2 times, last exited with code 1",
+		"task boom restarted 3 times, last exited with code 1 — Exceeded allowed attempts, applying a delay",
+	)
+
+	if err := consul.AddMaintenance("vm", ""); err != nil {
+		t.Fatal(err)
+	}
+	out.waitFor(t, 20*time.Second, "ℹ️ INFO · node vm in maintenance", "reason: no reason given")
+	if err := consul.UpdateCheck("vm", "chatops-ttl", "critical", "TTL expired"); err != nil {
+		t.Fatal(err)
+	}
+	// Held, not posted: "alerts" lists it once the watcher has seen it.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.text(), "held during the maintenance of node vm") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failing check is not held:\n%s", out.text())
+		}
+		fmt.Fprintln(stdin, "alerts")
+		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.Contains(out.text(), "CRITICAL · check chatops TTL demo") {
+		t.Fatalf("a check under maintenance was posted:\n%s", out.text())
+	}
+	consul.RemoveMaintenance("vm", "")
+	out.waitFor(t, 20*time.Second,
+		"✅ RESOLVED · node vm in maintenance",
+		"critical: TTL expired (still failing after the maintenance of node vm ended)",
+	)
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("console exited with %v\nstderr:\n%s", err, stderr.String())
+	}
+	if text := out.text(); strings.Count(text, "] 🟠 WARNING · looper/looper") != 1 || strings.Contains(text, "Firing again") {
+		t.Errorf("the restart loop is not one message:\n%s", text)
+	}
+	t.Logf("console output:\n%s", out.text())
+}

@@ -671,13 +671,24 @@ func parseFrame(line []byte) (*frame, error) {
 // CaptureFrames returns the frames of the captured stream, heartbeats left
 // out, in order.
 func CaptureFrames() []string {
-	var frames []string
-	for line := range strings.SplitSeq(string(mustRead("nomad-events.ndjson")), "\n") {
+	return frames("nomad-events.ndjson")
+}
+
+// frames reads the frames of a testdata stream, heartbeats left out.
+func frames(name string) []string {
+	var out []string
+	for line := range strings.SplitSeq(string(mustRead(name)), "\n") {
 		if line = strings.TrimSpace(line); line != "" && line != "{}" {
-			frames = append(frames, line)
+			out = append(out, line)
 		}
 	}
-	return frames
+	return out
+}
+
+// RestartLoopFrames returns the frames of a task crash-looping (derived
+// from the capture, see testdata/README.md), indexes 80 to 86.
+func RestartLoopFrames() []string {
+	return frames("restart-loop.ndjson")
 }
 
 // CaptureLog returns a captured task log ("stdout" or "stderr").
