@@ -77,6 +77,7 @@ type SourceReading struct {
 	Up          bool   // the last attempt to read it succeeded
 	Blind       bool   // not read for longer than the grace period
 	LastContact time.Time
+	LastEvent   time.Time // when its latest events were stored
 }
 
 // RegisterSources exports, read at scrape time, whether Vigie sees each
@@ -92,6 +93,8 @@ var (
 		"1 if Vigie has not read the source for longer than alerts.blind_after, else 0.", []string{"source"}, nil)
 	sourceContactDesc = prometheus.NewDesc("vigie_source_last_contact_timestamp_seconds",
 		"When the source last answered (event, heartbeat, response), as a Unix time; absent before the first answer.", []string{"source"}, nil)
+	sourceEventDesc = prometheus.NewDesc("vigie_source_last_event_timestamp_seconds",
+		"When events from the source were last stored, as a Unix time; absent before the first.", []string{"source"}, nil)
 )
 
 type sourceCollector func() []SourceReading
@@ -100,6 +103,7 @@ func (sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sourceUpDesc
 	ch <- sourceBlindDesc
 	ch <- sourceContactDesc
+	ch <- sourceEventDesc
 }
 
 func (read sourceCollector) Collect(ch chan<- prometheus.Metric) {
@@ -112,8 +116,10 @@ func (read sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range read() {
 		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, flag(s.Up), s.Name)
 		ch <- prometheus.MustNewConstMetric(sourceBlindDesc, prometheus.GaugeValue, flag(s.Blind), s.Name)
-		if !s.LastContact.IsZero() {
-			ch <- prometheus.MustNewConstMetric(sourceContactDesc, prometheus.GaugeValue, float64(s.LastContact.UnixMilli())/1000, s.Name)
+		for desc, at := range map[*prometheus.Desc]time.Time{sourceContactDesc: s.LastContact, sourceEventDesc: s.LastEvent} {
+			if !at.IsZero() {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(at.UnixMilli())/1000, s.Name)
+			}
 		}
 	}
 }

@@ -17,7 +17,7 @@ func TestHandler(t *testing.T) {
 	m.RegisterOutbox("matrix", fakeCounts{"pending": 7})
 	m.RegisterSources(func() []SourceReading {
 		return []SourceReading{
-			{Name: "nomad", Up: true, LastContact: time.Unix(1700000000, 500e6)},
+			{Name: "nomad", Up: true, LastContact: time.Unix(1700000000, 500e6), LastEvent: time.Unix(1690000000, 0)},
 			{Name: "consul", Blind: true},
 		}
 	})
@@ -52,6 +52,7 @@ func TestHandler(t *testing.T) {
 	for _, want := range []string{
 		`vigie_source_up{source="nomad"} 1`, `vigie_source_blind{source="nomad"} 0`,
 		`vigie_source_last_contact_timestamp_seconds{source="nomad"} 1.7000000005e+09`,
+		`vigie_source_last_event_timestamp_seconds{source="nomad"} 1.69e+09`,
 		`vigie_source_up{source="consul"} 0`, `vigie_source_blind{source="consul"} 1`,
 	} {
 		if !strings.Contains(body, want) {

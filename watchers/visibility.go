@@ -32,6 +32,7 @@ type SourceStatus struct {
 	Since       time.Time // up: since when; not up: since the first failure (or the start)
 	Reason      string    // not up: the latest failure
 	LastContact time.Time // the latest answer, frame or heartbeat; zero if none yet
+	LastEvent   time.Time // when the latest events from it were stored; zero if none yet
 }
 
 // Visibility tracks whether Vigie sees each of its sources. A source not
@@ -75,6 +76,29 @@ func (v *Visibility) Add(name, display, address string) Lookout {
 type lookout struct {
 	v    *Visibility
 	name string
+}
+
+// stored records that events of a source were stored.
+func (v *Visibility) stored(name string) {
+	now := v.clock.Now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.sources[name].LastEvent = now
+}
+
+// recordingSink notes when a watcher's events are stored.
+type recordingSink struct {
+	Sink
+	v    *Visibility
+	name string
+}
+
+func (s recordingSink) Consume(ctx context.Context, b Batch) error {
+	err := s.Sink.Consume(ctx, b)
+	if err == nil && len(b.Events) > 0 {
+		s.v.stored(s.name)
+	}
+	return err
 }
 
 func (l lookout) Seen()          { l.v.seen(l.name) }

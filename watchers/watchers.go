@@ -60,7 +60,7 @@ func Supervise(ctx context.Context, sink Sink, backoff Backoff, vis *Visibility,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			supervise(ctx, w, sink, lookout, backoff)
+			supervise(ctx, w, recordingSink{Sink: sink, v: vis, name: w.Name()}, lookout, backoff)
 		}()
 	}
 	wg.Add(1)

@@ -88,8 +88,9 @@ func TestSuperviseRestartsAfterErrorsAndPanics(t *testing.T) {
 		},
 	}}
 	done := make(chan struct{})
+	vis := NewVisibility(nil, time.Hour)
 	go func() {
-		Supervise(ctx, sink, Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}, NewVisibility(nil, time.Hour), w)
+		Supervise(ctx, sink, Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}, vis, w)
 		close(done)
 	}()
 	select {
@@ -105,6 +106,12 @@ func TestSuperviseRestartsAfterErrorsAndPanics(t *testing.T) {
 	}
 	if len(sink.events) != 1 || sink.events[0].Index != 9 {
 		t.Fatalf("events %+v", sink.events)
+	}
+	// The failures were told to the lookout, the delivery dated.
+	st := vis.Statuses()
+	if len(st) != 1 || st[0].Name != "script" || st[0].Display != "Script" || st[0].Address != "script://" ||
+		!strings.Contains(st[0].Reason, "panic: nil map in a bad event") || st[0].LastEvent.IsZero() {
+		t.Fatalf("status %+v", st)
 	}
 	out := logs.String()
 	if strings.Count(out, "Watcher failed; restarting") != 1 || !strings.Contains(out, "Watcher panicked") ||

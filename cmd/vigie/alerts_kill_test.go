@@ -114,7 +114,7 @@ func expectedView(t *testing.T, frames []string, room string) roomView {
 	waitCursor(t, st, 0)
 	nomad.Append(frames[captureStart:]...)
 	waitCursor(t, st, nomad.LastIndex())
-	time.Sleep(time.Second) // owed edits flush
+	waitEditsQueued(t, st)
 	cancel()
 	<-done
 	msgs, err := st.Pending(t.Context(), "matrix", 100000)
@@ -138,6 +138,37 @@ func waitCursor(t *testing.T, st *store.Store, index uint64) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nomad cursor at %d (exists: %v), want %d", at, ok, index)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitEditsQueued waits until the engine owes no edit: the debounced edits
+// of every incident and storm summary are in the outbox. With the cursor
+// at the end of the stream, what the room will show is then all queued.
+func waitEditsQueued(t *testing.T, st *store.Store) {
+	t.Helper()
+	never := time.Now().Add(100 * 365 * 24 * time.Hour)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		owed := 0
+		err := st.InTx(t.Context(), func(tx *store.Tx) error {
+			ins, err := tx.DueIncidents(t.Context(), never)
+			if err != nil {
+				return err
+			}
+			sums, err := tx.DueSummaries(t.Context(), never)
+			owed = len(ins) + len(sums)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if owed == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d edits still owed", owed)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -204,7 +235,7 @@ func TestAlertsExactlyOnceAcrossKills(t *testing.T) {
 	}
 	t.Logf("%d SIGKILLs", kills)
 	waitCursor(t, st, nomad.LastIndex())
-	time.Sleep(time.Second) // owed edits are queued
+	waitEditsQueued(t, st)
 	waitOutbox(t, e.dataDir, func(c map[string]int) bool { return c[store.StatePending] == 0 })
 
 	reconciled := 0

@@ -64,6 +64,7 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		Rules: rules, Routes: routes,
 		EditInterval: a.EditInterval.Duration, RoomCap: a.RoomCap, ThreadCap: a.ThreadCap,
 		FlapWindow: a.FlapWindow.Duration, FlapThreshold: a.FlapThreshold, ReminderInterval: a.ReminderInterval.Duration,
+		SettleAfter: a.HealthyAfter.Duration, MaxHold: a.MaxHold.Duration,
 		MaxMessageBytes: cfg.Commands.MaxReplyBytes, Waker: box,
 	}, st)
 	authz, identifier, err := newAuthorizer(cfg)
@@ -87,7 +88,7 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 	m.RegisterSources(func() []telemetry.SourceReading {
 		var out []telemetry.SourceReading
 		for _, s := range sight.Statuses() {
-			out = append(out, telemetry.SourceReading{Name: s.Name, Up: s.Up, Blind: s.Blind, LastContact: s.LastContact})
+			out = append(out, telemetry.SourceReading{Name: s.Name, Up: s.Up, Blind: s.Blind, LastContact: s.LastContact, LastEvent: s.LastEvent})
 		}
 		return out
 	})

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vigie/vigie/incidents"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -93,5 +95,25 @@ func TestConsoleAnswersInOrderAndExits(t *testing.T) {
 	}
 	if code, _, errOut := vigie(t, "", "console", "--config", cfg, "--as", "alice"); code != 1 || !strings.Contains(errOut, "not a Matrix user ID") {
 		t.Fatalf("bad --as: %d %s", code, errOut)
+	}
+}
+
+// config.example.toml names every built-in rule where it says how to switch
+// them off.
+func TestExampleConfigNamesEveryRule(t *testing.T) {
+	example, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(example), "# Built-in alert rules to switch off")
+	end := strings.Index(string(example), "# disabled_rules = []")
+	if start < 0 || end < start {
+		t.Fatal("config.example.toml no longer documents alerts.disabled_rules")
+	}
+	doc := strings.Join(strings.Fields(strings.ReplaceAll(string(example[start:end]), "#", " ")), " ")
+	for _, name := range incidents.RuleNames() {
+		if !strings.Contains(doc, " "+name+",") && !strings.Contains(doc, " "+name+" ") {
+			t.Errorf("rule %s is not listed in config.example.toml", name)
+		}
 	}
 }
