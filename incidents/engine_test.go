@@ -93,6 +93,17 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	return f
 }
 
+// builtinRules sets the built-in rules, as Vigie runs them.
+func builtinRules(t *testing.T) func(*Config) {
+	return func(c *Config) {
+		rules, err := Rules(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Rules = rules
+	}
+}
+
 func (f *fixture) feed(outputs ...string) {
 	f.t.Helper()
 	var evs []watchers.Event
@@ -634,11 +645,8 @@ func captureFrame(t *testing.T, index uint64) watchers.Batch {
 // posted in the thread whatever its cap.
 func TestOneFailureOneEvent(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
-		rules, err := Rules(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Rules, c.ThreadCap = rules, 1
+		builtinRules(t)(c)
+		c.ThreadCap = 1
 	})
 	failed := captureFrame(t, 23) // the crasher's allocation failed
 	if err := f.e.Consume(t.Context(), failed); err != nil {
@@ -712,13 +720,7 @@ func TestOneFailureOneEvent(t *testing.T) {
 // auto-reverted, is one incident titled as the failure, saying which
 // version runs now.
 func TestFailedDeploymentSaysWhatRunsNow(t *testing.T) {
-	f := newFixture(t, func(c *Config) {
-		rules, err := Rules(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Rules = rules
-	})
+	f := newFixture(t, builtinRules(t))
 	ev := nomadEvent(t, loadNomadEvents(t), 27, "Deployment", "645eb562") // web v1 running
 	g := &ev.Deployment.Groups[0]
 	g.DesiredCanaries, g.Unhealthy = 1, 1
@@ -771,13 +773,7 @@ func maintenanceSnapshot(t *testing.T, reason, ttl string) watchers.Batch {
 // and the checks it covers are held as during a drain: posted only if they
 // still fail once it ended.
 func TestMaintenanceIsNewsAndHoldsItsChecks(t *testing.T) {
-	f := newFixture(t, func(c *Config) {
-		rules, err := Rules(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Rules = rules
-	})
+	f := newFixture(t, builtinRules(t))
 	snap := func(b watchers.Batch) {
 		t.Helper()
 		f.clock.Advance(10 * time.Second)
@@ -872,13 +868,7 @@ func TestHoldsAndTheirFactsEnd(t *testing.T) {
 // A service deregistered on purpose (its job stopped) resolves its "no
 // healthy instance" incident, and stays resolved.
 func TestDeregisteredServiceResolves(t *testing.T) {
-	f := newFixture(t, func(c *Config) {
-		rules, err := Rules(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Rules = rules
-	})
+	f := newFixture(t, builtinRules(t))
 	snap := func(withWeb bool, webStatus string) {
 		t.Helper()
 		var evs []watchers.Event

@@ -16,13 +16,7 @@ import (
 // A job named like markup, from a real rule on a real-shaped event, shows
 // as text in every message the incident causes.
 func TestHostileNamesAreEscaped(t *testing.T) {
-	f := newFixture(t, func(c *Config) {
-		rules, err := Rules(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Rules = rules
-	})
+	f := newFixture(t, builtinRules(t))
 	evil := `<img src=x onerror=alert(1)>**bold**[x](http://e)`
 	ev := watchers.Event{Source: "nomad", Topic: "Allocation", Type: "AllocationUpdated", Namespace: "default", Alloc: &watchers.Alloc{
 		ID: "aeb926df-c1d5-fba7-ac31-97f32a5f73f5", Job: evil, Group: evil, NodeName: "vm", ClientStatus: "failed", DesiredStatus: "run",

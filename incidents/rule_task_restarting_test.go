@@ -62,11 +62,8 @@ func TestRuleTaskRestarting(t *testing.T) {
 // stays up for the settle time.
 func TestRestartLoopIsOneIncident(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
-		rules, err := Rules(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Rules, c.SettleAfter = rules, 2*time.Minute
+		builtinRules(t)(c)
+		c.SettleAfter = 2*time.Minute
 	})
 	frames := nomadFrameEvents(t, fakenomad.RestartLoopFrames())
 	feed := func(index uint64) {

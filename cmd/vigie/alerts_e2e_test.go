@@ -97,40 +97,67 @@ edit_interval = "200ms"
 	return path
 }
 
+// alertConsole is "vigie console" watching the fakes, with the frames of
+// the capture before captureStart in Nomad's buffer.
+type alertConsole struct {
+	nomad  *fakenomad.Server
+	consul *fakeconsul.Server
+	stdin  io.WriteCloser
+	out    *lineReader
+	cmd    *exec.Cmd
+	stderr *strings.Builder
+}
+
+// startAlertConsole starts the console and waits until its watchers are
+// connected (Nomad's stream open: its start index is then taken). extra
+// goes in the config's [alerts] section.
+func startAlertConsole(t *testing.T, extra string) *alertConsole {
+	t.Helper()
+	c := &alertConsole{
+		nomad:  fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: fakenomad.CaptureFrames()[:captureStart]}),
+		consul: fakeconsul.New(),
+		stderr: &strings.Builder{},
+	}
+	t.Cleanup(c.consul.Close)
+	c.cmd = exec.Command(vigieBinary(t), "console", "--config", alertConfig(t, t.TempDir(), c.nomad.URL, c.consul.URL, extra))
+	var err error
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stderr = c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cmd.Process.Kill() })
+	c.out = readLines(stdout)
+	waitRequests(t, func() bool {
+		return slices.ContainsFunc(c.nomad.Requests(), func(r string) bool { return strings.HasPrefix(r, "/v1/event/stream") }) &&
+			len(c.consul.Requests()) > 0
+	})
+	return c
+}
+
+// end closes the console's input and waits for it to exit.
+func (c *alertConsole) end(t *testing.T) {
+	t.Helper()
+	c.stdin.Close()
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("console exited with %v\nstderr:\n%s", err, c.stderr.String())
+	}
+	t.Logf("console output:\n%s", c.out.text())
+}
+
 // The captured scenario, replayed live by the fakes, as the console shows it.
 func TestConsoleShowsAlertsFromNomadAndConsul(t *testing.T) {
-	frames := fakenomad.CaptureFrames()
-	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
-	consul := fakeconsul.New()
-	defer consul.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(vigieBinary(t), "console", "--config", alertConfig(t, dir, nomad.URL, consul.URL, ""))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	out := readLines(stdout)
+	c := startAlertConsole(t, "")
+	c.nomad.Append(fakenomad.CaptureFrames()[captureStart:]...)
+	c.consul.ExpireTTL()
 
-	// Wait until the watchers are connected (Nomad's stream open: its start
-	// index is then taken), then let the scenario happen.
-	waitRequests(t, func() bool {
-		return slices.ContainsFunc(nomad.Requests(), func(r string) bool { return strings.HasPrefix(r, "/v1/event/stream") }) &&
-			len(consul.Requests()) > 0
-	})
-	nomad.Append(frames[captureStart:]...)
-	consul.ExpireTTL()
-
-	out.waitFor(t, 20*time.Second,
+	c.out.waitFor(t, 20*time.Second,
 		"🔴 CRITICAL · crasher/crasher: allocations failing",
 		"task boom exited with code 1",
 		"crashing on purpose", // its stderr, in the thread
@@ -139,13 +166,10 @@ func TestConsoleShowsAlertsFromNomadAndConsul(t *testing.T) {
 		"✅ RESOLVED · crasher/crasher: allocations failing",
 		"TTL expired",
 	)
-	fmt.Fprintln(stdin, "alerts")
-	out.waitFor(t, 10*time.Second, "open incident(s)")
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("console exited with %v\nstderr:\n%s", err, stderr.String())
-	}
-	text := out.text()
+	fmt.Fprintln(c.stdin, "alerts")
+	c.out.waitFor(t, 10*time.Second, "open incident(s)")
+	c.end(t)
+	text := c.out.text()
 	// The normal web replacements during its deployment and the drain never alert.
 	for _, never := range []string{"web/web: allocations failing", "exit code 130"} {
 		if strings.Contains(text, never) {
@@ -156,7 +180,6 @@ func TestConsoleShowsAlertsFromNomadAndConsul(t *testing.T) {
 	if n := strings.Count(text, "\n🔴 CRITICAL · crasher/crasher: allocations failing"); n > 1 {
 		t.Errorf("incident posted %d times:\n%s", n, text)
 	}
-	t.Logf("console output:\n%s", text)
 }
 
 func waitRequests(t *testing.T, ok func() bool) {
@@ -174,49 +197,22 @@ func waitRequests(t *testing.T, ok func() bool) {
 // it comes back as a new cluster (a lower index), Vigie says its history
 // restarted, follows it from there and sees it again.
 func TestConsoleSaysWhenItCannotSee(t *testing.T) {
-	frames := fakenomad.CaptureFrames()
-	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
-	consul := fakeconsul.New()
-	defer consul.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(vigieBinary(t), "console", "--config", alertConfig(t, dir, nomad.URL, consul.URL, `blind_after = "1s"`))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	out := readLines(stdout)
-	waitRequests(t, func() bool {
-		return slices.ContainsFunc(nomad.Requests(), func(r string) bool { return strings.HasPrefix(r, "/v1/event/stream") })
-	})
-
-	nomad.Stop()
-	out.waitFor(t, 20*time.Second, "🔴 CRITICAL · Vigie cannot see Nomad since", "connection refused", nomad.URL)
-	fmt.Fprintln(stdin, "alerts")
-	out.waitFor(t, 10*time.Second, "What Vigie cannot see, it cannot alert on", "1 open incident(s)")
+	c := startAlertConsole(t, `blind_after = "1s"`)
+	c.nomad.Stop()
+	c.out.waitFor(t, 20*time.Second, "🔴 CRITICAL · Vigie cannot see Nomad since", "connection refused", c.nomad.URL)
+	fmt.Fprintln(c.stdin, "alerts")
+	c.out.waitFor(t, 10*time.Second, "What Vigie cannot see, it cannot alert on", "1 open incident(s)")
 
 	// A new agent whose history ends at index 9, below the 11 Vigie read.
-	if err := nomad.Restart(frames[:2]...); err != nil {
+	frames := fakenomad.CaptureFrames()
+	if err := c.nomad.Restart(frames[:2]...); err != nil {
 		t.Fatal(err)
 	}
-	out.waitFor(t, 30*time.Second, "Nomad's history restarted at index 9; resuming from there", "✅ RESOLVED · Vigie cannot see Nomad")
+	c.out.waitFor(t, 30*time.Second, "Nomad's history restarted at index 9; resuming from there", "✅ RESOLVED · Vigie cannot see Nomad")
 	// It follows the new cluster from there: the crasher failing is news.
-	nomad.Append(fakenomad.Reindex(frameAt(t, frames, 23), 10))
-	out.waitFor(t, 20*time.Second, "🔴 CRITICAL · crasher/crasher: allocations failing")
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("console exited with %v\nstderr:\n%s", err, stderr.String())
-	}
-	t.Logf("console output:\n%s", out.text())
+	c.nomad.Append(fakenomad.Reindex(frameAt(t, frames, 23), 10))
+	c.out.waitFor(t, 20*time.Second, "🔴 CRITICAL · crasher/crasher: allocations failing")
+	c.end(t)
 }
 
 // frameAt returns the first captured frame at index.
@@ -235,69 +231,40 @@ func frameAt(t *testing.T, frames []string, index uint64) string {
 // A task crash-looping and a node put in maintenance, in Nomad's and
 // Consul's own shapes, through the real watchers to the console.
 func TestConsoleShowsRestartLoopsAndMaintenance(t *testing.T) {
-	frames := fakenomad.CaptureFrames()
-	nomad := fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames[:captureStart]})
-	consul := fakeconsul.New()
-	defer consul.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(vigieBinary(t), "console", "--config", alertConfig(t, dir, nomad.URL, consul.URL, ""))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	out := readLines(stdout)
-	waitRequests(t, func() bool {
-		return slices.ContainsFunc(nomad.Requests(), func(r string) bool { return strings.HasPrefix(r, "/v1/event/stream") }) &&
-			len(consul.Requests()) > 0
-	})
-
-	nomad.Append(fakenomad.RestartLoopFrames()...)
-	out.waitFor(t, 20*time.Second,
+	c := startAlertConsole(t, "")
+	c.nomad.Append(fakenomad.RestartLoopFrames()...)
+	c.out.waitFor(t, 20*time.Second,
 		"🟠 WARNING · looper/looper: task boom restarting",
 		"task boom restarted 2 times, last exited with code 1",
 		"task boom restarted 3 times, last exited with code 1 — Exceeded allowed attempts, applying a delay",
 	)
 
-	if err := consul.AddMaintenance("vm", ""); err != nil {
+	if err := c.consul.AddMaintenance("vm", ""); err != nil {
 		t.Fatal(err)
 	}
-	out.waitFor(t, 20*time.Second, "ℹ️ INFO · node vm in maintenance", "reason: no reason given")
-	if err := consul.UpdateCheck("vm", "chatops-ttl", "critical", "TTL expired"); err != nil {
+	c.out.waitFor(t, 20*time.Second, "ℹ️ INFO · node vm in maintenance", "reason: no reason given")
+	if err := c.consul.UpdateCheck("vm", "chatops-ttl", "critical", "TTL expired"); err != nil {
 		t.Fatal(err)
 	}
 	// Held, not posted: "alerts" lists it once the watcher has seen it.
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.text(), "held during the maintenance of node vm") {
+	for !strings.Contains(c.out.text(), "held during the maintenance of node vm") {
 		if time.Now().After(deadline) {
-			t.Fatalf("the failing check is not held:\n%s", out.text())
+			t.Fatalf("the failing check is not held:\n%s", c.out.text())
 		}
-		fmt.Fprintln(stdin, "alerts")
+		fmt.Fprintln(c.stdin, "alerts")
 		time.Sleep(200 * time.Millisecond)
 	}
-	if strings.Contains(out.text(), "CRITICAL · check chatops TTL demo") {
-		t.Fatalf("a check under maintenance was posted:\n%s", out.text())
+	if strings.Contains(c.out.text(), "CRITICAL · check chatops TTL demo") {
+		t.Fatalf("a check under maintenance was posted:\n%s", c.out.text())
 	}
-	consul.RemoveMaintenance("vm", "")
-	out.waitFor(t, 20*time.Second,
+	c.consul.RemoveMaintenance("vm", "")
+	c.out.waitFor(t, 20*time.Second,
 		"✅ RESOLVED · node vm in maintenance",
 		"critical: TTL expired (still failing after the maintenance of node vm ended)",
 	)
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("console exited with %v\nstderr:\n%s", err, stderr.String())
-	}
-	if text := out.text(); strings.Count(text, "] 🟠 WARNING · looper/looper") != 1 || strings.Contains(text, "Firing again") {
+	c.end(t)
+	if text := c.out.text(); strings.Count(text, "] 🟠 WARNING · looper/looper") != 1 || strings.Contains(text, "Firing again") {
 		t.Errorf("the restart loop is not one message:\n%s", text)
 	}
-	t.Logf("console output:\n%s", out.text())
 }
