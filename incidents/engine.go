@@ -298,8 +298,8 @@ func (p *pass) unhold(ctx context.Context, in *store.Incident, why string) error
 	return p.post(ctx, in, nil)
 }
 
-// maxOccurrences bounds the occurrences an incident remembers: enough for
-// the events Nomad repeats about one allocation, across its groups' allocations.
+// maxOccurrences bounds the occurrences an incident remembers: enough to
+// know again the recent states of all the allocations of a group.
 const maxOccurrences = 32
 
 // repeats reports whether the incident already counted the signal's
@@ -464,27 +464,29 @@ func (p *pass) resolve(ctx context.Context, in *store.Incident, reason string) e
 	in.State, in.ResolvedAt, in.Resolution, in.UpdatedAt = store.IncidentResolved, p.now, reason, p.now
 	in.HoldReason, in.HoldUntil = "", time.Time{}
 	in.SettleAt, in.SettleReason = time.Time{}, ""
-	if !wasHeld { // a held incident was never posted: nothing to say
-		p.stateChanged(in)
-		if err := p.tx.EndIncidentSilences(ctx, in.ID); err != nil {
-			return err
-		}
-		if err := p.editSoon(ctx, in); err != nil {
-			return err
-		}
-		// A resolution is never capped: the thread must say it ended.
-		if !in.Flapping {
-			if err := p.thread(ctx, in, renderResolvedReply(in), false); err != nil {
-				return err
-			}
-		}
-	} else if err := p.tx.SaveIncident(ctx, in); err != nil {
+	var err error
+	if wasHeld {
+		err = p.tx.SaveIncident(ctx, in) // never posted: nothing to say
+	} else {
+		err = p.sayResolved(ctx, in)
+	}
+	if err != nil || in.Releases == "" {
 		return err
 	}
-	if in.Releases != "" {
-		return p.release(ctx, in.Releases)
+	return p.release(ctx, in.Releases)
+}
+
+// sayResolved edits a resolved incident's messages and says so in their
+// thread, whatever its cap: the thread must say it ended.
+func (p *pass) sayResolved(ctx context.Context, in *store.Incident) error {
+	p.stateChanged(in)
+	if err := p.tx.EndIncidentSilences(ctx, in.ID); err != nil {
+		return err
 	}
-	return nil
+	if err := p.editSoon(ctx, in); err != nil || in.Flapping {
+		return err
+	}
+	return p.thread(ctx, in, renderResolvedReply(in), false)
 }
 
 // notice posts a one-off fact, once: the same notice again within a minute

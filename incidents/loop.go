@@ -286,12 +286,11 @@ func (e *Engine) Live(ctx context.Context) ([]store.Incident, error) {
 func (e *Engine) AddSilence(ctx context.Context, matchers []Matcher, d time.Duration, reason, who string) (store.Silence, error) {
 	var s store.Silence
 	err := e.write(ctx, func(p *pass) error {
-		tx := p.tx
 		s = store.Silence{Matchers: FormatMatchers(matchers), Reason: reason, CreatedBy: who, CreatedAt: p.now, ExpiresAt: p.now.Add(d)}
-		if err := tx.AddSilence(ctx, &s); err != nil {
+		if err := p.tx.AddSilence(ctx, &s); err != nil {
 			return err
 		}
-		open, err := tx.IncidentsInState(ctx, store.IncidentOpen, store.IncidentHeld)
+		open, err := p.tx.IncidentsInState(ctx, store.IncidentOpen, store.IncidentHeld)
 		if err != nil {
 			return err
 		}

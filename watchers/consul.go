@@ -95,11 +95,12 @@ func (c *Consul) Name() string { return "consul" }
 func (c *Consul) Address() string { return c.cfg.Address }
 
 // Watch implements Watcher. It follows Consul's rules for blocking queries:
-// start at index 0 (a plain read), then block on the last index; reset to 0
-// when the index goes backwards; never block on 0; and space requests with
-// a token bucket, since a busy cluster answers blocking queries at once.
-// Errors are retried here with backoff, so that an outage is logged once;
-// only a failing sink ends the run.
+// start at index 0 (a plain read), then block on the last index; start
+// again from the answer when the index goes backwards, and from a plain
+// read after any error; never block on 0; and space requests with a token
+// bucket, since a busy cluster answers blocking queries at once. Errors are
+// retried here with backoff, so that an outage is logged once; only a
+// failing sink ends the run.
 func (c *Consul) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 	log := zerolog.Ctx(ctx)
 	bucket := consulBucket{interval: c.cfg.MinInterval, burst: 2, tokens: 2, last: time.Now()}
