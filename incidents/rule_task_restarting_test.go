@@ -63,7 +63,7 @@ func TestRuleTaskRestarting(t *testing.T) {
 func TestRestartLoopIsOneIncident(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		builtinRules(t)(c)
-		c.SettleAfter = 2*time.Minute
+		c.SettleAfter = 2 * time.Minute
 	})
 	frames := nomadFrameEvents(t, fakenomad.RestartLoopFrames())
 	feed := func(index uint64) {
