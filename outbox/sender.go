@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/store"
 	"github.com/vigie/vigie/telemetry"
 )
@@ -53,6 +54,9 @@ type SenderConfig struct {
 	MaxBackoff  time.Duration
 	GiveUpAfter time.Duration // a message still failing this long after it was queued is dropped as failed
 	Poll        time.Duration // also look for work this often (another process may have queued some)
+	// Clock is the process's, the one that stamps the messages' queueing
+	// time in the store; nil is the wall clock.
+	Clock clock.Clock
 }
 
 // Sender delivers one transport's messages. Run it in one goroutine.
@@ -79,6 +83,7 @@ func (o *Outbox) NewSender(transport string, ledger Ledger, to Deliverer, cfg Se
 	if cfg.Poll <= 0 {
 		cfg.Poll = 5 * time.Second
 	}
+	cfg.Clock = clock.OrSystem(cfg.Clock)
 	return &Sender{
 		transport: transport, ledger: ledger, to: to, cfg: cfg, metrics: m,
 		wake: o.wakeChan(transport), retryAt: map[int64]time.Time{},
@@ -123,7 +128,7 @@ func (s *Sender) pass(ctx context.Context) (time.Duration, error) {
 	wait := s.cfg.Poll
 	progressed := false
 	for _, m := range heads {
-		now := time.Now()
+		now := s.cfg.Clock.Now()
 		if now.Before(s.pausedUntil) {
 			break
 		}
@@ -137,14 +142,14 @@ func (s *Sender) pass(ctx context.Context) (time.Duration, error) {
 		if ctx.Err() != nil {
 			return 0, nil
 		}
-		if _, retrying := s.retryAt[m.ID]; !retrying && !time.Now().Before(s.pausedUntil) {
+		if _, retrying := s.retryAt[m.ID]; !retrying && !s.cfg.Clock.Now().Before(s.pausedUntil) {
 			progressed = true
 		}
 	}
 	if progressed {
 		return 0, nil
 	}
-	if paused := time.Until(s.pausedUntil); paused > 0 {
+	if paused := s.pausedUntil.Sub(s.cfg.Clock.Now()); paused > 0 {
 		wait = min(wait, paused)
 	}
 	return wait, nil
@@ -184,15 +189,15 @@ func (s *Sender) deliver(ctx context.Context, m store.OutMessage) error {
 	switch {
 	case permanent:
 		return s.fail(ctx, m, err.Error())
-	case time.Since(m.CreatedAt) > s.cfg.GiveUpAfter && s.cfg.GiveUpAfter > 0:
+	case s.cfg.Clock.Now().Sub(m.CreatedAt) > s.cfg.GiveUpAfter && s.cfg.GiveUpAfter > 0:
 		return s.fail(ctx, m, fmt.Sprintf("gave up after %d attempts over %s: %v", m.Attempts, s.cfg.GiveUpAfter, err))
 	case retryAfter > 0:
-		s.pausedUntil = time.Now().Add(retryAfter)
+		s.pausedUntil = s.cfg.Clock.Now().Add(retryAfter)
 		s.metrics.MessagesRetried.WithLabelValues(s.transport, "rate_limited").Inc()
 		log.Warn().Err(err).Dur("retry_after", retryAfter).Msg("Rate limited by the server; pausing delivery")
 	default:
 		delay := s.backoff(m.Attempts - 1)
-		s.retryAt[m.ID] = time.Now().Add(delay)
+		s.retryAt[m.ID] = s.cfg.Clock.Now().Add(delay)
 		s.metrics.MessagesRetried.WithLabelValues(s.transport, "transient").Inc()
 		ev := log.Debug()
 		if m.Attempts <= 1 {

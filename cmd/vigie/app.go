@@ -268,6 +268,7 @@ func (a *app) sender(transport string, to outbox.Deliverer) *outbox.Sender {
 		MinBackoff:  a.cfg.Outbox.MinBackoff.Duration,
 		MaxBackoff:  a.cfg.Outbox.MaxBackoff.Duration,
 		GiveUpAfter: a.cfg.Outbox.GiveUpAfter.Duration,
+		Clock:       a.clock,
 	}, a.metrics)
 }
 
