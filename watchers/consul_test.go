@@ -313,10 +313,12 @@ func TestConsulOutageEndsInSeconds(t *testing.T) {
 		return len(h.logs.entries(t, "warn", "Consul health watch failing")) > 0
 	})
 	// A check went critical meanwhile; the new agent's index is far lower.
+	restarted := time.Now()
 	if err := h.fake.Restart(5, fakeconsul.StateTTLExpired()); err != nil {
 		t.Fatal(err)
 	}
 	b := h.next(t) // within 10 s, not 5 min
+	t.Logf("FIGURE Consul back as a new agent → its state delivered: %v", time.Since(restarted))
 	if b.Cursor.Index != 5 || consulCheck(t, b, "vm", "chatops-ttl").Status != "critical" {
 		t.Fatalf("after the restart: cursor %+v", b.Cursor)
 	}

@@ -198,17 +198,21 @@ func waitRequests(t *testing.T, ok func() bool) {
 // restarted, follows it from there and sees it again.
 func TestConsoleSaysWhenItCannotSee(t *testing.T) {
 	c := startAlertConsole(t, `blind_after = "1s"`)
+	stopped := time.Now()
 	c.nomad.Stop()
 	c.out.waitFor(t, 20*time.Second, "🔴 CRITICAL · Vigie cannot see Nomad since", "connection refused", c.nomad.URL)
+	t.Logf("FIGURE Nomad stopped → blind incident shown (blind_after 1s): %v", time.Since(stopped))
 	fmt.Fprintln(c.stdin, "alerts")
 	c.out.waitFor(t, 10*time.Second, "What Vigie cannot see, it cannot alert on", "1 open incident(s)")
 
 	// A new agent whose history ends at index 9, below the 11 Vigie read.
 	frames := fakenomad.CaptureFrames()
+	restarted := time.Now()
 	if err := c.nomad.Restart(frames[:2]...); err != nil {
 		t.Fatal(err)
 	}
 	c.out.waitFor(t, 30*time.Second, "Nomad's history restarted at index 9; resuming from there", "✅ RESOLVED · Vigie cannot see Nomad")
+	t.Logf("FIGURE Nomad back with a lower index → notice and resolution shown: %v (reconnection backoff included)", time.Since(restarted))
 	// It follows the new cluster from there: the crasher failing is news.
 	c.nomad.Append(fakenomad.Reindex(frameAt(t, frames, 23), 10))
 	c.out.waitFor(t, 20*time.Second, "🔴 CRITICAL · crasher/crasher: allocations failing")
