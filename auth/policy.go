@@ -14,13 +14,17 @@ import (
 )
 
 // Policy applies the [policy] rules: it implements commands.Authorizer,
-// and commands.Identifier for whoami.
+// and commands.Identifier for whoami. It is Vigie's authorizer with or
+// without a directory.
 //
-// A command named by some rule is allowed when a rule naming it matches
-// the room (no rooms: any room) and the user is in one of that rule's
-// groups. A read-only command named by no rule is allowed to anyone when
-// read_open is set, without asking LDAP; naming it in a rule restricts it.
-// Anything else is refused.
+// Public commands (help, ping, whoami; confirm and cancel, which are
+// authorized as the change they confirm) are allowed to anyone. A command
+// named by some rule is allowed when a rule naming it matches the room (no
+// rooms: any room) and the user is in one of that rule's groups. A
+// read-only command named by no rule is allowed to anyone when read_open is
+// set, without asking LDAP; naming it in a rule restricts it. Anything
+// else is refused: private reads (logs, audit), Vigie's state (ack,
+// silence) and changes need a rule, so a directory.
 //
 // two_person belongs to a command in a room: if any rule naming the
 // command for that room requires it, every run there needs an approver,
@@ -100,12 +104,15 @@ func parseGroups(names []string) ([]group, error) {
 // here. The returned Principal is the user's entry whenever LDAP was
 // asked, also along with a refusal.
 func (p *Policy) Authorize(ctx context.Context, req *commands.Request, spec commands.Spec, step commands.Step) (commands.Principal, error) {
+	if spec.Access == commands.Public {
+		return commands.Principal{}, nil
+	}
 	named := p.rulesNaming(spec.Name)
 	if len(named) == 0 {
 		if spec.Access == commands.Read && p.readOpen && step != commands.StepApprove {
 			return commands.Principal{}, nil
 		}
-		return commands.Principal{}, fmt.Errorf("no policy rule allows %s", spec.Name)
+		return commands.Principal{}, p.noRule(spec)
 	}
 	var here []rule
 	var rooms []string
@@ -153,6 +160,18 @@ func (p *Policy) Authorize(ctx context.Context, req *commands.Request, spec comm
 	// Only the caller's own entry and the configured groups: nothing
 	// about other users.
 	return who, fmt.Errorf("you (%s) are not in any group allowed to %s %s here (needs %s)", id.DN, verb, spec.Name, strings.Join(needed, " or "))
+}
+
+// noRule says why a command no rule names is refused, and what would
+// allow it.
+func (p *Policy) noRule(spec commands.Spec) error {
+	switch {
+	case spec.Access == commands.Read && !p.readOpen:
+		return fmt.Errorf("no policy rule allows %s (read-only commands are open to everyone only with policy.read_open = true)", spec.Name)
+	case p.dir == nil:
+		return fmt.Errorf("no policy rule allows %s: it needs one, and rules need a directory (ldap.url)", spec.Name)
+	}
+	return fmt.Errorf("no policy rule allows %s", spec.Name)
 }
 
 // NeedsApproval implements commands.Authorizer: whether a rule naming the

@@ -21,7 +21,10 @@ var (
 	scale   = commands.Spec{Name: "scale", Access: commands.Change}
 	drain   = commands.Spec{Name: "drain", Access: commands.Change}
 	status  = commands.Spec{Name: "status", Access: commands.Read}
-	audit   = commands.Spec{Name: "audit", Access: commands.Read}
+	audit   = commands.Spec{Name: "audit", Access: commands.Private}
+	logs    = commands.Spec{Name: "logs", Access: commands.Private}
+	ack     = commands.Spec{Name: "ack", Access: commands.State}
+	ping    = commands.Spec{Name: "ping", Access: commands.Public}
 )
 
 // testPolicy: deploy and rollback for deployers in the ops room only (the
@@ -65,9 +68,19 @@ func TestPolicyWithoutLDAP(t *testing.T) {
 		t.Error("Identify without a directory succeeded")
 	}
 
+	// read_open opens reads, not private reads nor Vigie's state.
+	for _, spec := range []commands.Spec{logs, audit, ack} {
+		_, err = open.Authorize(t.Context(), request("bob", opsRoom), spec, commands.StepRun)
+		wantDenial(t, err, "no policy rule allows "+spec.Name+": it needs one, and rules need a directory (ldap.url)")
+	}
+
+	// Honoured without LDAP too: reads are closed by default.
 	closed := newPolicy(t, config.Policy{}, nil)
 	_, err = closed.Authorize(t.Context(), request("bob", opsRoom), status, commands.StepRun)
-	wantDenial(t, err, "no policy rule allows status")
+	wantDenial(t, err, "no policy rule allows status (read-only commands are open to everyone only with policy.read_open = true)")
+	if _, err := closed.Authorize(t.Context(), request("bob", opsRoom), ping, commands.StepRun); err != nil {
+		t.Errorf("public command refused: %v", err)
+	}
 
 	if _, err := NewPolicy(testPolicy(), nil); err == nil {
 		t.Error("rules naming groups accepted without a directory")

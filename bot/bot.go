@@ -53,9 +53,9 @@ type State interface {
 	OutboxIDByRemote(ctx context.Context, transport, remoteID string) (int64, bool, error)
 }
 
-// Commands receives command messages.
+// Commands receives command messages; the bot does not wait for them.
 type Commands interface {
-	Handle(ctx context.Context, in commands.Incoming)
+	Handle(ctx context.Context, in commands.Incoming) <-chan struct{}
 }
 
 // Incidents finds the incident a reacted-to message belongs to.
@@ -197,7 +197,7 @@ func (b *Bot) onSync(ctx context.Context, _ *mautrix.RespSync, _ string) bool {
 	b.ready.Store(true)
 	b.outage.recovered(b.log, b.cfg.Homeserver)
 	b.firstSync.Do(func() {
-		b.log.Info().Dur("since_start", time.Since(b.cfg.Started)).Msg("First sync completed")
+		b.log.Info().Stringer("since_start", time.Since(b.cfg.Started).Round(time.Millisecond)).Msg("First sync completed")
 	})
 	return true
 }
@@ -248,9 +248,9 @@ func (o *outage) failed(log zerolog.Logger, homeserver string, err error) time.D
 	wait := min(minRetry<<min(o.failures-1, 10), maxRetry)
 	if o.failures == 1 {
 		o.since = time.Now()
-		log.Warn().Err(err).Str("homeserver", homeserver).Dur("retry_in", wait).Msg("Cannot sync with the homeserver; retrying with backoff")
+		log.Warn().Err(err).Str("homeserver", homeserver).Stringer("retry_in", wait.Round(time.Millisecond)).Msg("Cannot sync with the homeserver; retrying with backoff")
 	} else {
-		log.Debug().Err(err).Int("failures", o.failures).Dur("retry_in", wait).Msg("Sync still failing")
+		log.Debug().Err(err).Int("failures", o.failures).Stringer("retry_in", wait.Round(time.Millisecond)).Msg("Sync still failing")
 	}
 	return wait
 }
@@ -259,7 +259,7 @@ func (o *outage) recovered(log zerolog.Logger, homeserver string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.failures > 0 {
-		log.Info().Str("homeserver", homeserver).Int("failures", o.failures).Dur("outage", time.Since(o.since)).Msg("Homeserver reachable again")
+		log.Info().Str("homeserver", homeserver).Int("failures", o.failures).Stringer("outage", time.Since(o.since).Round(time.Millisecond)).Msg("Homeserver reachable again")
 		o.failures = 0
 	}
 }

@@ -20,7 +20,7 @@ import (
 
 type noCommands struct{}
 
-func (noCommands) Handle(context.Context, commands.Incoming) {}
+func (noCommands) Handle(context.Context, commands.Incoming) <-chan struct{} { return nil }
 
 // The relations the incident messages of later issues rely on (edit of an
 // earlier message, thread under it, reply to a command), delivered through

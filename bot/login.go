@@ -124,7 +124,7 @@ func (b *Bot) retry(ctx context.Context, what string, fn func(ctx context.Contex
 		if attempt > 1 {
 			lvl = zerolog.InfoLevel
 		}
-		b.log.WithLevel(lvl).Err(err).Str("homeserver", b.cfg.Homeserver).Int("attempt", attempt).Dur("retry_in", wait).
+		b.log.WithLevel(lvl).Err(err).Str("homeserver", b.cfg.Homeserver).Int("attempt", attempt).Stringer("retry_in", wait.Round(time.Millisecond)).
 			Msgf("Cannot %s: homeserver unreachable, retrying", what)
 		select {
 		case <-ctx.Done():

@@ -11,7 +11,7 @@ type Ack struct{ Book IncidentBook }
 
 // Spec implements Handler.
 func (a *Ack) Spec() Spec {
-	return Spec{Name: "ack", Access: Read, Summary: "acknowledge an incident", Usage: "<incident>",
+	return Spec{Name: "ack", Access: State, Summary: "acknowledge an incident", Usage: "<incident>",
 		Help:    "Marks the incident as taken care of by you; its message shows it and reminders stop. Reacting 👀 to the message does the same.",
 		MinArgs: 1, MaxArgs: 1}
 }

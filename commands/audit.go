@@ -23,7 +23,7 @@ const maxAuditLines = 100
 
 // Spec implements Handler.
 func (a *Audit) Spec() Spec {
-	return Spec{Name: "audit", Access: Read, Summary: "show the audit log", Usage: "[n] [user=@x:y] [command=name]",
+	return Spec{Name: "audit", Access: Private, Summary: "show the audit log", Usage: "[n] [user=@x:y] [command=name]",
 		Help:    "The most recent commands (default 10, at most 100), newest first: who, their directory entry, where, what, the decision and outcome, how long it took.",
 		MaxArgs: 1, Options: []string{"user", "command"}}
 }

@@ -131,7 +131,7 @@ type Confirm struct{ router *Router }
 
 // Spec implements Handler.
 func (c *Confirm) Spec() Spec {
-	return Spec{Name: "confirm", Access: Read, Summary: "apply a previewed change", Usage: "<code>",
+	return Spec{Name: "confirm", Access: Public, Summary: "apply a previewed change", Usage: "<code>",
 		Help:    "Commands that change things first show what they will do and a one-time code. The same person confirms it (or, under the two-person rule, an approver), with this command or a ✅ reaction on the preview.",
 		MaxArgs: 1, Timeout: applyTimeout}
 }
@@ -156,7 +156,7 @@ type Cancel struct{ router *Router }
 
 // Spec implements Handler.
 func (c *Cancel) Spec() Spec {
-	return Spec{Name: "cancel", Access: Read, Summary: "drop your pending change", MaxArgs: 0}
+	return Spec{Name: "cancel", Access: Public, Summary: "drop your pending change", MaxArgs: 0}
 }
 
 // Run implements Handler.
@@ -221,7 +221,13 @@ func (r *Router) apply(ctx context.Context, req *Request) (render.Node, error) {
 		return render.Node{}, fmt.Errorf("not applied: %s", publicReason(err))
 	}
 	if p.needsApproval {
-		if _, err := r.cfg.Authorizer.Authorize(ctx, req, p.spec, StepApprove); err != nil {
+		approver, err := r.cfg.Authorizer.Authorize(ctx, req, p.spec, StepApprove)
+		// Two persons, not two Matrix IDs: one directory entry may hold
+		// several (homeserver domains, a multi-valued attribute).
+		if err == nil && approver.DN != "" && strings.EqualFold(approver.DN, who.DN) {
+			err = fmt.Errorf("%s is the directory entry (%s) that asked for this %s: a second person must approve it", req.Sender, who.DN, p.spec.Name)
+		}
+		if err != nil {
 			rec.Detail = req.Sender + " tried to approve: " + err.Error()
 			rec.Outcome, rec.Duration = "denied", r.now().Sub(started)
 			r.audit(ctx, rec) // the change stays pending for a real approver
@@ -231,12 +237,19 @@ func (r *Router) apply(ctx context.Context, req *Request) (render.Node, error) {
 	if !r.pending.claim(p) {
 		return render.Node{}, fmt.Errorf("code %s was just used", p.code)
 	}
-	if err := r.locks.take(p.change.Resource, p.req.Sender, p.spec.Name); err != nil {
+	held, err := r.locks.take(p.change.Resource, p.req.Sender, p.spec.Name)
+	if err != nil {
 		finish("refused", err)
 		return render.Node{}, err
 	}
-	defer r.locks.release(p.change.Resource)
-	progress := &messageProgress{r: r, transport: req.Transport, room: req.Room, replyTo: req.EventID}
+	defer r.locks.release(p.change.Resource, held)
+	progress := &messageProgress{r: r, transport: req.Transport, room: req.Room, replyTo: req.EventID,
+		applied: sync.OnceFunc(func() {
+			r.locks.release(p.change.Resource, held)
+			if req.settle != nil {
+				req.settle()
+			}
+		})}
 	result, err := p.cmd.Apply(ctx, p.req, p.change, progress)
 	if err != nil {
 		finish("failed", err)
@@ -253,7 +266,11 @@ type messageProgress struct {
 	room      string
 	replyTo   string
 	id        int64
+	applied   func()
 }
+
+// Applied implements Progress.
+func (m *messageProgress) Applied() { m.applied() }
 
 func (m *messageProgress) Update(ctx context.Context, status render.Node) error {
 	msg := outbox.Message{Transport: m.transport, Room: m.room, Content: render.RenderLimit(m.r.cfg.MaxReplyBytes, status)}
@@ -269,8 +286,12 @@ func (m *messageProgress) Update(ctx context.Context, status render.Node) error 
 	return err
 }
 
-// shortDuration prints 2m rather than 2m0s.
+// shortDuration prints 2m rather than 2m0s, and 30d rather than 720h0m0s.
 func shortDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d >= day && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

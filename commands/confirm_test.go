@@ -51,11 +51,13 @@ func (b *bump) Apply(ctx context.Context, req *Request, p *Proposal, progress Pr
 	return render.Text("done: " + p.Summary), nil
 }
 
-// policy allows users per step; approvers approve.
+// policy allows public and read commands to all, the rest to users per
+// step; approvers approve.
 type policy struct {
 	mu        sync.Mutex
 	allowed   map[string]bool
 	approvers map[string]bool
+	entries   map[string]string // Matrix ID -> directory entry, when not uid=<localpart>
 	twoPerson bool
 	down      bool
 }
@@ -63,7 +65,7 @@ type policy struct {
 func (p *policy) Authorize(_ context.Context, req *Request, spec Spec, step Step) (Principal, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if spec.Access == Read {
+	if spec.Access == Public || spec.Access == Read {
 		return Principal{}, nil
 	}
 	if p.down && step != StepRun {
@@ -75,6 +77,9 @@ func (p *policy) Authorize(_ context.Context, req *Request, spec Spec, step Step
 	}
 	if !ok {
 		return Principal{}, fmt.Errorf("%s is not in the group", req.Sender)
+	}
+	if dn, ok := p.entries[req.Sender]; ok {
+		return Principal{DN: dn}, nil
 	}
 	return Principal{DN: "uid=" + strings.Trim(req.Sender, "@:x") + ",dc=x"}, nil
 }
@@ -260,6 +265,14 @@ func TestTwoPersonRule(t *testing.T) {
 	}
 	if msgs := f.say(t, "@bob:x", "confirm "+c); !strings.Contains(plains(msgs), "not approved: @bob:x is not in the group") {
 		t.Fatalf("non-approver: %s", plains(msgs))
+	}
+	// The requester's second Matrix ID (another homeserver, the same
+	// directory entry) is the same person.
+	f.pol.mu.Lock()
+	f.pol.approvers["@alice:other.org"], f.pol.entries = true, map[string]string{"@alice:other.org": "UID=alice,DC=x"}
+	f.pol.mu.Unlock()
+	if msgs := f.say(t, "@alice:other.org", "confirm "+c); !strings.Contains(plains(msgs), "not approved: @alice:other.org is the directory entry (uid=alice,dc=x) that asked for this bump") {
+		t.Fatalf("self-approval through a second Matrix ID: %s", plains(msgs))
 	}
 	// A refused approver does not burn the code: the real approver can still confirm.
 	if msgs := f.say(t, "@carol:x", "confirm "+c); !strings.Contains(plains(msgs), "done: bump db") {

@@ -202,6 +202,7 @@ func (d *Deploy) Apply(ctx context.Context, req *Request, p *Proposal, progress 
 	if err := progress.Update(ctx, render.Text(fmt.Sprintf("🚀 %s registered, deployment %s starting…", plan.JobID, short(deployment)))); err != nil {
 		return render.Node{}, err
 	}
+	progress.Applied() // following the deployment holds neither the job nor the room
 	final, err := d.Nomad.FollowDeployment(ctx, plan.JobID, plan.JobModifyIndex, func(dp nomadops.DeploymentProgress) {
 		progress.Update(ctx, renderProgress(dp, req.Now().Sub(started))) //nolint:errcheck // the final state is reported below
 	})

@@ -15,7 +15,7 @@ type Help struct {
 // Spec implements Handler.
 func (h *Help) Spec() Spec {
 	return Spec{
-		Name: "help", Aliases: []string{"?"}, Access: Read,
+		Name: "help", Aliases: []string{"?"}, Access: Public,
 		Summary: "list the commands, or explain one",
 		Usage:   "[command]",
 		Help:    "Without an argument, lists every command. With a command name, shows its usage and what it does.",
@@ -28,21 +28,26 @@ func (h *Help) Run(_ context.Context, req *Request) (render.Node, error) {
 	if len(req.Args) == 1 {
 		return h.one(req, strings.ToLower(req.Args[0]))
 	}
-	var reads, changes []render.Node
+	byAccess := map[Access][]render.Node{}
 	for _, s := range h.Registry.Specs() {
-		item := render.Group(render.Code(strings.TrimSpace(s.Name+" "+s.Usage)), render.Text(" — "+s.Summary))
-		if s.Access == Read {
-			reads = append(reads, item)
-		} else {
-			changes = append(changes, item)
-		}
+		byAccess[s.Access] = append(byAccess[s.Access], render.Group(render.Code(strings.TrimSpace(s.Name+" "+s.Usage)), render.Text(" — "+s.Summary)))
 	}
-	out := []render.Node{render.Heading(render.Text("Vigie commands")), render.Line(render.Text("Write "), render.Code(commandLine(req.Prefix, "<command>")), render.Text(". Read-only:")), render.List(reads...)}
-	if len(changes) > 0 {
-		out = append(out, render.Line(render.Text("Changing the infrastructure (authorized and audited):")), render.List(changes...))
+	out := []render.Node{render.Heading(render.Text("Vigie commands")), render.Line(render.Text("Write "), render.Code(commandLine(req.Prefix, "<command>")), render.Text("."))}
+	for _, a := range []Access{Public, Read, Private, State, Change} {
+		if items := byAccess[a]; len(items) > 0 {
+			out = append(out, render.Line(render.Text(accessHeadings[a]+":")), render.List(items...))
+		}
 	}
 	out = append(out, render.Text("Details: "), render.Code(commandLine(req.Prefix, "help <command>")))
 	return render.Group(out...), nil
+}
+
+var accessHeadings = map[Access]string{
+	Public:  "For anyone",
+	Read:    "Reading",
+	Private: "Reading what not everyone may see",
+	State:   "Changing what Vigie tells the rooms (audited)",
+	Change:  "Changing the infrastructure (previewed, confirmed, audited)",
 }
 
 func (h *Help) one(req *Request, name string) (render.Node, error) {
@@ -64,10 +69,6 @@ func (h *Help) one(req *Request, name string) (render.Node, error) {
 	if len(s.Aliases) > 0 {
 		out = append(out, render.Line(render.Text("Also: "+strings.Join(s.Aliases, ", "))))
 	}
-	access := "reads only"
-	if s.Access == Change {
-		access = "changes the infrastructure: authorized and audited"
-	}
-	out = append(out, render.Text("Access: "+access))
+	out = append(out, render.Text("Access: "+s.Access.describe()))
 	return render.Group(out...), nil
 }

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -30,10 +31,14 @@ func parseID(what, s string) (int64, error) {
 	return id, nil
 }
 
-// parseDuration accepts Go durations plus days ("2d").
+// parseDuration accepts Go durations plus days ("2d"); a number of days
+// too large for a duration is refused rather than wrapped around.
 func parseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		if n, err := strconv.Atoi(days); err == nil && n > 0 {
+			if int64(n) > math.MaxInt64/int64(24*time.Hour) {
+				return 0, Usagef("%q is too long a duration", s)
+			}
 			return time.Duration(n) * 24 * time.Hour, nil
 		}
 	}

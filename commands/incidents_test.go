@@ -14,7 +14,8 @@ import (
 )
 
 // newIncidentFixture runs the alert commands on a real engine and store;
-// nodes go down through the real node-down rule.
+// nodes go down through the real node-down rule. alice and bob may change
+// Vigie's state (ack, silence), carol may not.
 func newIncidentFixture(t *testing.T) (*routerFixture, *incidents.Engine) {
 	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "data"), nil)
 	if err != nil {
@@ -31,7 +32,8 @@ func newIncidentFixture(t *testing.T) (*routerFixture, *incidents.Engine) {
 		t.Fatal(err)
 	}
 	f := &routerFixture{st: st, metrics: telemetry.NewMetrics()}
-	f.router = NewRouter(RouterConfig{Registry: reg, Replies: outbox.New(st), Seen: st, Audit: st, Metrics: f.metrics, MaxReplyBytes: 16000})
+	f.router = NewRouter(RouterConfig{Registry: reg, Replies: outbox.New(st), Seen: st, Audit: st, Metrics: f.metrics, MaxReplyBytes: 16000,
+		Authorizer: &policy{allowed: map[string]bool{"@alice:x": true, "@bob:x": true}}})
 	return f, eng
 }
 
@@ -47,6 +49,14 @@ func TestAlertCommands(t *testing.T) {
 	f, eng := newIncidentFixture(t)
 	if m := f.one(t, "alerts"); m.Plain != "✅ No open incident." {
 		t.Fatalf("empty: %q", m.Plain)
+	}
+	// Acknowledging and silencing change what the room is told: by rule.
+	for _, cmd := range []string{"ack 1", "silence node=* 1h", "unsilence 1"} {
+		f.router.Handle(t.Context(), Incoming{Transport: "test", Room: "!r", EventID: "$carol-" + cmd, Sender: "@carol:x", Text: cmd})
+		f.router.Wait()
+		if a := f.lastAudit(t); a.Outcome != "denied" || a.Access != "state" {
+			t.Fatalf("%s by an outsider: %+v", cmd, a)
+		}
 	}
 	nodeEvent(t, eng, "worker-1", "down")
 	nodeEvent(t, eng, "worker-<2>", "down")
@@ -82,12 +92,15 @@ func TestAlertCommands(t *testing.T) {
 		t.Fatalf("open incidents not marked silenced:\n%s", m.Plain)
 	}
 	for in, want := range map[string]string{
-		"silence nod=x 1h":    `unknown option "nod" (did you mean "node"?)`,
-		"silence node=x soon": `"soon" is not a duration`,
-		"silence node=x":      "silence needs at least 1 argument(s)",
-		"silence 1h":          "at least one label=glob",
-		"silence node=[ 1h":   "bad glob",
-		"unsilence 7":         "silence #7: not found",
+		"silence nod=x 1h":       `unknown option "nod" (did you mean "node"?)`,
+		"silence node=x soon":    `"soon" is not a duration`,
+		"silence node=x":         "silence needs at least 1 argument(s)",
+		"silence 1h":             "at least one label=glob",
+		"silence node=[ 1h":      "bad glob",
+		"silence node=x 99999d":  "a silence lasts 30d at most (policy.max_silence)",
+		"silence node=x 300000d": `"300000d" is too long a duration`, // once the year 2263
+		"silence node=x 744h":    "a silence lasts 30d at most",
+		"unsilence 7":            "silence #7: not found",
 	} {
 		if m := f.one(t, in); !strings.Contains(m.Plain, want) {
 			t.Errorf("%q → %q, want %q", in, m.Plain, want)

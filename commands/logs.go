@@ -21,7 +21,7 @@ const (
 
 // Spec implements Command.
 func (l *Logs) Spec() Spec {
-	return Spec{Name: "logs", Access: Read, Summary: "the last lines of a task's stdout or stderr",
+	return Spec{Name: "logs", Access: Private, Summary: "the last lines of a task's stdout or stderr",
 		Usage:   "<job|alloc> [task] [lines] [stderr]",
 		Help:    "A job means its most recent allocation; an allocation ID prefix needs 8 characters. Default: 20 lines of stdout, at most 200.",
 		MinArgs: 1, MaxArgs: 4}

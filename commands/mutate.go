@@ -31,12 +31,17 @@ type Proposal struct {
 // Progress reports how an applied change goes, by editing one message.
 type Progress interface {
 	Update(ctx context.Context, status render.Node) error
+	// Applied says the change is made and what follows only watches it
+	// (a deployment rolling out): the resource is free for the next change
+	// (the promotion of the canaries this deployment waits for), and the
+	// transport need not wait for the rest.
+	Applied()
 }
 
 // locks holds one mutating operation per resource.
 type locks struct {
 	mu    sync.Mutex
-	held  map[string]holder
+	held  map[string]*holder
 	clock func() time.Time
 }
 
@@ -45,21 +50,27 @@ type holder struct {
 	since        time.Time
 }
 
-// take locks a resource, or says who holds it.
-func (l *locks) take(resource, who, command string) error {
+// take locks a resource, or says who holds it. The holder it returns
+// releases it.
+func (l *locks) take(resource, who, command string) (*holder, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if h, busy := l.held[resource]; busy {
-		return fmt.Errorf("%s is busy: %s by %s, running for %s", resource, h.command, h.who, l.clock().Sub(h.since).Round(time.Second))
+		return nil, fmt.Errorf("%s is busy: %s by %s, running for %s", resource, h.command, h.who, l.clock().Sub(h.since).Round(time.Second))
 	}
-	l.held[resource] = holder{who: who, command: command, since: l.clock()}
-	return nil
+	h := &holder{who: who, command: command, since: l.clock()}
+	l.held[resource] = h
+	return h, nil
 }
 
-func (l *locks) release(resource string) {
+// release frees a resource if h still holds it: releasing twice, or after
+// a later change took it, does nothing.
+func (l *locks) release(resource string, h *holder) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.held, resource)
+	if l.held[resource] == h {
+		delete(l.held, resource)
+	}
 }
 
 // rateLimit bounds mutating commands per user per minute.
@@ -87,4 +98,14 @@ func (r *rateLimit) allow(user string) error {
 	}
 	r.recent[user] = append(kept, now)
 	return nil
+}
+
+// refund gives back the attempt allow last recorded for user: a request
+// refused as invalid before its preview costs nothing.
+func (r *rateLimit) refund(user string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.recent[user]); n > 0 {
+		r.recent[user] = r.recent[user][:n-1]
+	}
 }

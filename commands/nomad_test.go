@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +33,7 @@ func newNomadFixture(t *testing.T, jobspecs string) (*confirmFixture, *fakenomad
 	t.Cleanup(func() { st.Close() })
 	f := &confirmFixture{routerFixture: &routerFixture{st: st, metrics: telemetry.NewMetrics()},
 		pol: &policy{allowed: map[string]bool{"@alice:x": true}}}
-	reg, err := NewRegistry(&Deploy{Nomad: nomad, JobspecsDir: jobspecs}, &Rollback{Nomad: nomad}, &Status{Nomad: nomad, Sources: sources{
+	reg, err := NewRegistry(&Deploy{Nomad: nomad, JobspecsDir: jobspecs}, &Rollback{Nomad: nomad}, &Promote{Nomad: nomad}, &Status{Nomad: nomad, Sources: sources{
 		{Name: "nomad", Display: "Nomad", Address: "http://127.0.0.1:4646", Up: true},
 		{Name: "consul", Display: "Consul", Address: "http://127.0.0.1:8500", Blind: true, Since: time.Date(2026, 11, 26, 12, 3, 0, 0, time.UTC), Reason: "not reached yet"},
 	}}, &Jobs{Nomad: nomad},
@@ -184,5 +185,67 @@ func TestDeployJobspec(t *testing.T) {
 		if out := plains(f.say(t, "@alice:x", in)); !strings.Contains(out, want) {
 			t.Errorf("%q → %q, want %q", in, out, want)
 		}
+	}
+}
+
+// A count beyond policy.max_scale is refused before Nomad is asked, and a
+// request refused as invalid does not use up the user's budget of changes.
+func TestScaleIsBoundedAndInvalidRequestsAreFree(t *testing.T) {
+	f, _ := newNomadFixture(t, "")
+	f.router.limits.perMin = 2
+	for range 4 {
+		if out := plains(f.say(t, "@alice:x", "scale shop frontend 99999999999")); !strings.Contains(out, "99999999999 is more allocations than Vigie scales to (100, policy.max_scale)") {
+			t.Fatalf("scale to 10^11:\n%s", out)
+		}
+		if out := plains(f.say(t, "@alice:x", "scale shop frontend many")); !strings.Contains(out, `"many" is not a count`) {
+			t.Fatalf("scale to many:\n%s", out)
+		}
+	}
+	if out := plains(f.say(t, "@alice:x", "scale shop frontend 3")); !strings.Contains(out, "shop/frontend: 2 → 3 allocations") {
+		t.Fatalf("a valid scale after invalid ones:\n%s", out)
+	}
+}
+
+// A deployment being followed holds neither its job nor the transport that
+// waits for its answer: the promotion its canary waits for goes through
+// (observed: promote queued behind the deploy it was meant to promote).
+func TestFollowedDeploymentHoldsNothing(t *testing.T) {
+	f, fake := newNomadFixture(t, "")
+	fake.AddJob(fakenomad.CanaryJob())
+	in := func(text string) Incoming {
+		f.seq++
+		return Incoming{Transport: "test", Room: "!r", EventID: fmt.Sprintf("$f%d", f.seq), Sender: "@alice:x", Text: text, Prefix: "!vigie"}
+	}
+	// ask waits for a command as the console does, until it settles, and
+	// returns the messages queued meanwhile.
+	ask := func(text string) []store.OutMessage {
+		t.Helper()
+		before, _ := f.st.Pending(t.Context(), "test", 1000)
+		select {
+		case <-f.router.Handle(t.Context(), in(text)):
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q did not settle", text)
+		}
+		all, _ := f.st.Pending(t.Context(), "test", 1000)
+		return all[len(before):]
+	}
+	c, _ := code(t, f.say(t, "@alice:x", "deploy checkout image=registry.example.org/checkout/api:2.1.0"))
+	// The confirmation settles once the job is registered, while the
+	// deployment is followed: its canary waits for promotion.
+	ask("confirm " + c)
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out, "requires manual promotion"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the canary never waited for promotion:\n%s", out)
+		}
+		all, _ := f.st.Pending(t.Context(), "test", 1000)
+		out = plains(all)
+	}
+	pc, _ := code(t, ask("promote checkout"))
+	ask("confirm " + pc)
+	f.router.Wait() // the followed deployment ends
+	all, _ := f.st.Pending(t.Context(), "test", 1000)
+	if out := plains(all); !strings.Contains(out, "✅ Promoted.") || !strings.Contains(out, "✅ checkout version 1 deployed") {
+		t.Fatalf("promotion during the followed deployment:\n%s", out)
 	}
 }

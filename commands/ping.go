@@ -12,7 +12,7 @@ type Ping struct{}
 
 // Spec implements Handler.
 func (Ping) Spec() Spec {
-	return Spec{Name: "ping", Access: Read, Summary: "check that Vigie is alive and listening here", MaxArgs: 0}
+	return Spec{Name: "ping", Access: Public, Summary: "check that Vigie is alive and listening here", MaxArgs: 0}
 }
 
 // Run implements Handler.

@@ -11,7 +11,7 @@ import (
 // Promoter is what promote needs from Nomad.
 type Promoter interface {
 	Job(ctx context.Context, id string) (nomadops.JobDetail, error)
-	Promote(ctx context.Context, jobID string) (nomadops.DeploymentProgress, error)
+	Promote(ctx context.Context, jobID, deploymentID string) (nomadops.DeploymentProgress, error)
 }
 
 // Promote promotes the canaries of a job's running deployment.
@@ -33,12 +33,13 @@ func (p *Promote) Preview(ctx context.Context, req *Request) (*Proposal, error) 
 	}
 	dep := *d.LatestDeployment
 	return &Proposal{Resource: "job:" + d.ID, Summary: fmt.Sprintf("promote the canaries of %s deployment %s", d.ID, short(dep.ID)),
-		Preview: renderProgress(dep, 0)}, nil
+		Preview: renderProgress(dep, 0), State: dep.ID}, nil
 }
 
-// Apply implements Confirmable.
-func (p *Promote) Apply(ctx context.Context, req *Request, _ *Proposal, _ Progress) (render.Node, error) {
-	dep, err := p.Nomad.Promote(ctx, req.Args[0])
+// Apply implements Confirmable: it promotes the deployment previewed, not
+// one started since.
+func (p *Promote) Apply(ctx context.Context, req *Request, pr *Proposal, _ Progress) (render.Node, error) {
+	dep, err := p.Nomad.Promote(ctx, req.Args[0], pr.State.(string))
 	if err != nil {
 		return render.Node{}, nomadError(err)
 	}

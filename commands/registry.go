@@ -16,21 +16,58 @@ import (
 	"github.com/vigie/vigie/render"
 )
 
-// Access says whether a command only reads the infrastructure or changes it;
-// authorization and confirmation policies key on it.
+// Access says what a command reads or changes; authorization, the
+// confirmation of changes and the audit key on it.
 type Access int
 
 const (
-	Read Access = iota + 1
+	// Public: tells about Vigie and the caller only (help, ping, whoami),
+	// or authorizes itself (confirm, as the change it confirms; cancel,
+	// the caller's own pending change): anyone may run it.
+	Public Access = iota + 1
+	// Read: reads the infrastructure or the incidents. By policy rule, or
+	// open to anyone with policy.read_open.
+	Read
+	// Private: reads what not every room member may see (task output, the
+	// audit log of every room). By policy rule only.
+	Private
+	// State: changes Vigie's own state, what the rooms are told
+	// (acknowledgements, silences). By policy rule only.
+	State
+	// Change: changes the infrastructure, after a preview and a
+	// confirmation. By policy rule only.
 	Change
 )
 
 func (a Access) String() string {
 	switch a {
+	case Public:
+		return "public"
 	case Read:
 		return "read"
+	case Private:
+		return "private"
+	case State:
+		return "state"
 	case Change:
 		return "change"
+	}
+	return "unknown"
+}
+
+// describe says what a command of this access does and who may run it.
+func (a Access) describe() string {
+	switch a {
+	case Public:
+		return "anyone"
+	case Read:
+		return "reads only: by policy rule, or anyone with policy.read_open"
+	case Private:
+		return "reads what not everyone may see: by policy rule"
+	case State:
+		return "changes what Vigie tells the rooms: by policy rule, audited"
+	case Change:
+		return "changes the infrastructure: by policy rule, previewed, confirmed and audited"
 	}
 	return "unknown"
 }
@@ -62,6 +99,7 @@ type Request struct {
 
 	clock  clock.Clock   // the router's
 	thread []render.Node // posted in the thread of the reply
+	settle func()        // tells the transport the command no longer needs waiting for
 }
 
 // Now is the current time on the router's clock.

@@ -61,6 +61,7 @@ func (r *Rollback) Apply(ctx context.Context, req *Request, p *Proposal, progres
 	if _, err := r.Nomad.Rollback(ctx, plan); err != nil {
 		return render.Node{}, nomadError(err)
 	}
+	progress.Applied() // following the deployment holds neither the job nor the room
 	final, err := r.Nomad.FollowDeployment(ctx, plan.JobID, plan.JobModifyIndex, func(dp nomadops.DeploymentProgress) {
 		progress.Update(ctx, renderProgress(dp, req.Now().Sub(started))) //nolint:errcheck // the final state is reported below
 	})

@@ -89,16 +89,17 @@ func publicReason(err error) string {
 	return err.Error()
 }
 
-// ReadOnly allows every read command and refuses every change: the policy
-// until an authorization backend is configured.
+// ReadOnly allows public and read commands and refuses the rest: the
+// router's authorizer when none is given (Vigie itself always gives its
+// policy, which honours read_open).
 type ReadOnly struct{}
 
 // Authorize implements Authorizer.
 func (ReadOnly) Authorize(_ context.Context, _ *Request, spec Spec, _ Step) (Principal, error) {
-	if spec.Access == Read {
+	if spec.Access == Public || spec.Access == Read {
 		return Principal{}, nil
 	}
-	return Principal{}, errors.New("commands that change the infrastructure are disabled: no authorization backend (LDAP) is configured")
+	return Principal{}, fmt.Errorf("%s needs a policy rule, and there is no authorization backend (LDAP)", spec.Name)
 }
 
 // NeedsApproval implements Authorizer.
@@ -153,7 +154,7 @@ func NewRouter(cfg RouterConfig) *Router {
 	}
 	r := &Router{cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent), clock: clock.OrSystem(cfg.Clock)}
 	r.pending = &confirmations{byCode: map[string]*pendingChange{}, timeout: cfg.ConfirmTimeout, clock: r.now}
-	r.locks = &locks{held: map[string]holder{}, clock: r.now}
+	r.locks = &locks{held: map[string]*holder{}, clock: r.now}
 	r.limits = &rateLimit{perMin: cfg.MutationsPerMin, recent: map[string][]time.Time{}, clock: r.now}
 	for _, c := range []Command{&Confirm{router: r}, &Cancel{router: r}} {
 		if _, exists := cfg.Registry.Lookup(c.Spec().Name); !exists {
@@ -167,18 +168,25 @@ func (r *Router) now() time.Time { return r.clock.Now() }
 
 // Handle runs a command in the background so the transport's loop never
 // waits on it. ctx is the owner's: cancelling it stops the handler.
-func (r *Router) Handle(ctx context.Context, in Incoming) {
+// The channel it returns is closed once the command has replied, or has
+// applied its change and only follows it (see Progress.Applied): a
+// transport that answers one command at a time (the console) waits on it.
+func (r *Router) Handle(ctx context.Context, in Incoming) <-chan struct{} {
+	settled := make(chan struct{})
+	settle := sync.OnceFunc(func() { close(settled) })
 	r.running.Add(1)
 	go func() {
 		defer r.running.Done()
+		defer settle()
 		select {
 		case r.slots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		defer func() { <-r.slots }()
-		r.handle(ctx, in, r.now())
+		r.handle(ctx, in, r.now(), settle)
 	}()
+	return settled
 }
 
 // Wait blocks until every handler started so far has queued its reply.
@@ -187,7 +195,7 @@ func (r *Router) Wait() { r.running.Wait() }
 // maxAuditArgs bounds what a huge message can put in the audit log.
 const maxAuditArgs = 1024
 
-func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
+func (r *Router) handle(ctx context.Context, in Incoming, received time.Time, settle func()) {
 	log := zerolog.Ctx(ctx).With().Str("event_id", in.EventID).Str("sender", in.Sender).Str("room", in.Room).Logger()
 	ctx = log.WithContext(ctx)
 
@@ -230,7 +238,7 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 	spec := h.Spec()
 	rec.Command, rec.Access = spec.Name, spec.Access.String()
 	req := &Request{Invocation: inv, Transport: in.Transport, Room: in.Room, EventID: in.EventID, Sender: in.Sender, Prefix: in.Prefix, ReactsTo: in.ReactsTo,
-		Received: received, clock: r.clock}
+		Received: received, clock: r.clock, settle: settle}
 	if spec.Name != "confirm" && spec.Name != "cancel" {
 		// Anything else the user sends here cancels their pending change.
 		for _, p := range r.pending.cancelFor(in.Sender, in.Room) {
@@ -272,6 +280,9 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time) {
 	var usage *UsageError
 	switch {
 	case errors.As(err, &usage):
+		if spec.Access == Change {
+			r.limits.refund(in.Sender)
+		}
 		r.finish(ctx, in, rec, "invalid", spec.Name, usageReply(req, spec, err))
 	case errors.Is(err, context.DeadlineExceeded):
 		rec.Detail = err.Error()

@@ -134,7 +134,7 @@ func TestPingRepliesAndAudits(t *testing.T) {
 	if m.Plain != "pong" || m.Room != "!r" || m.Transport != "test" {
 		t.Fatalf("reply %+v", m)
 	}
-	if a := f.lastAudit(t); a.Command != "ping" || a.Outcome != "ok" || a.Actor != "@alice:x" || a.Access != "read" {
+	if a := f.lastAudit(t); a.Command != "ping" || a.Outcome != "ok" || a.Actor != "@alice:x" || a.Access != "public" {
 		t.Fatalf("audit %+v", a)
 	}
 	if v := testutil.ToFloat64(f.metrics.Commands.WithLabelValues("ping", "ok")); v != 1 {
@@ -240,7 +240,7 @@ func TestArgumentValidation(t *testing.T) {
 		"RESTART web GROUP=api": "restarted",
 		"":                      "Vigie commands",
 		"help restart":          "Access: changes the infrastructure",
-		"?":                     "Changing the infrastructure (authorized and audited):\n- restart <job> — restarts a job",
+		"?":                     "Changing the infrastructure (previewed, confirmed, audited):\n- restart <job> — restarts a job",
 	}
 	for in, want := range cases {
 		if m := f.one(t, in); !strings.Contains(m.Plain, want) {

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -16,7 +17,13 @@ type Scaler interface {
 }
 
 // Scale sets a task group's count.
-type Scale struct{ Nomad Scaler }
+type Scale struct {
+	Nomad    Scaler
+	MaxCount int // the largest count accepted; 0: 100
+}
+
+// defaultMaxScale is the largest count when none is configured.
+const defaultMaxScale = 100
 
 // Spec implements Command.
 func (s *Scale) Spec() Spec {
@@ -28,6 +35,9 @@ func (s *Scale) Preview(ctx context.Context, req *Request) (*Proposal, error) {
 	count, err := strconv.Atoi(req.Args[2])
 	if err != nil {
 		return nil, Usagef("%q is not a count", req.Args[2])
+	}
+	if largest := cmp.Or(s.MaxCount, defaultMaxScale); count > largest {
+		return nil, Usagef("%d is more allocations than Vigie scales to (%d, policy.max_scale)", count, largest)
 	}
 	plan, err := s.Nomad.PlanScale(ctx, req.Args[0], req.Args[1], count)
 	if err != nil {

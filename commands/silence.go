@@ -1,21 +1,29 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vigie/vigie/incidents"
 	"github.com/vigie/vigie/render"
 )
 
 // Silence mutes incidents matching label globs for a while.
-type Silence struct{ Book IncidentBook }
+type Silence struct {
+	Book        IncidentBook
+	MaxDuration time.Duration // the longest silence; 0: 30 days
+}
+
+// defaultMaxSilence is the longest silence when none is configured.
+const defaultMaxSilence = 30 * 24 * time.Hour
 
 // Spec implements Handler.
 func (s *Silence) Spec() Spec {
-	return Spec{Name: "silence", Access: Read, Summary: "mute matching incidents for a while",
+	return Spec{Name: "silence", Access: State, Summary: "mute matching incidents for a while",
 		Usage: "<label=glob>... <duration> [reason] | #<incident>",
 		Help: "Incidents whose labels match every label=glob are not posted while the silence lasts (open ones are marked). " +
 			"Labels: " + strings.Join(incidents.MatcherLabels, ", ") + ". Example: silence job=web* node=worker-3 2h kernel upgrade. " +
@@ -56,6 +64,10 @@ func (s *Silence) Run(ctx context.Context, req *Request) (render.Node, error) {
 	d, err := parseDuration(req.Args[0])
 	if err != nil {
 		return render.Node{}, err
+	}
+	longest := cmp.Or(s.MaxDuration, defaultMaxSilence)
+	if d > longest {
+		return render.Node{}, Usagef("a silence lasts %s at most (policy.max_silence); to mute one incident until it resolves, silence #<incident>", shortDuration(longest))
 	}
 	reason := strings.Join(req.Args[1:], " ")
 	sil, err := s.Book.AddSilence(ctx, ms, d, reason, req.Sender)

@@ -12,7 +12,7 @@ type Unsilence struct{ Book IncidentBook }
 
 // Spec implements Handler.
 func (u *Unsilence) Spec() Spec {
-	return Spec{Name: "unsilence", Access: Read, Summary: "end a silence now", Usage: "<silence>",
+	return Spec{Name: "unsilence", Access: State, Summary: "end a silence now", Usage: "<silence>",
 		Help: "Incidents it covered are posted (or updated) within a second.", MinArgs: 1, MaxArgs: 1}
 }
 

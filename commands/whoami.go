@@ -23,7 +23,7 @@ type WhoAmI struct {
 
 // Spec implements Handler.
 func (w *WhoAmI) Spec() Spec {
-	return Spec{Name: "whoami", Access: Read, Summary: "show your LDAP entry, your groups and what you may run here"}
+	return Spec{Name: "whoami", Access: Public, Summary: "show your LDAP entry, your groups and what you may run here"}
 }
 
 // Run implements Handler.

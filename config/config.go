@@ -122,6 +122,8 @@ type Policy struct {
 	ConfirmTimeout  Duration     `toml:"confirm_timeout"`      // how long a confirmation code is valid
 	MutationsPerMin int          `toml:"mutations_per_minute"` // per user, for commands that change things
 	AuditRoom       string       `toml:"audit_room"`           // also post audit lines here ("" : only the store)
+	MaxSilence      Duration     `toml:"max_silence"`          // the longest silence
+	MaxScale        int          `toml:"max_scale"`            // the largest count scale accepts
 	Rules           []PolicyRule `toml:"rules"`
 }
 
@@ -218,7 +220,7 @@ func Default() *Config {
 			Timeout: Duration{5 * time.Second}, CacheTTL: Duration{2 * time.Minute},
 			Identity: "localpart", LocalpartAttr: "uid", GroupStrategy: "memberOf",
 		},
-		Policy: Policy{ConfirmTimeout: Duration{2 * time.Minute}, MutationsPerMin: 5},
+		Policy: Policy{ConfirmTimeout: Duration{2 * time.Minute}, MutationsPerMin: 5, MaxSilence: Duration{30 * 24 * time.Hour}, MaxScale: 100},
 		Alerts: Alerts{
 			EditInterval: Duration{5 * time.Second}, RoomCap: 10, ThreadCap: 5,
 			FlapWindow: Duration{10 * time.Minute}, FlapThreshold: 4, ReminderInterval: Duration{30 * time.Minute},

@@ -156,6 +156,12 @@ func (c *Config) validatePolicy(d *decoder) {
 	if p.MutationsPerMin < 1 {
 		d.add("policy.mutations_per_minute", "must be at least 1, got %d", p.MutationsPerMin)
 	}
+	if p.MaxSilence.Duration <= 0 {
+		d.add("policy.max_silence", "must be greater than 0")
+	}
+	if p.MaxScale < 1 {
+		d.add("policy.max_scale", "must be at least 1, got %d", p.MaxScale)
+	}
 	if p.AuditRoom != "" && (!strings.HasPrefix(p.AuditRoom, "!") || !strings.Contains(p.AuditRoom, ":")) {
 		d.add("policy.audit_room", `must be a room ID such as "!audit:example.org", got %q`, p.AuditRoom)
 	}

@@ -22,10 +22,11 @@ const (
 	Room      = "console"
 )
 
-// Commands runs command lines.
+// Commands runs command lines; the channel Handle returns is closed when
+// the command no longer needs waiting for (it replied, or only follows a
+// change it made).
 type Commands interface {
-	Handle(ctx context.Context, in commands.Incoming)
-	Wait()
+	Handle(ctx context.Context, in commands.Incoming) <-chan struct{}
 }
 
 // Console reads commands and prints messages.
@@ -35,15 +36,20 @@ type Console struct {
 	sender  string
 	prefix  string
 	cmds    Commands
+	prompt  string // printed before each line is read; "" when not interactive
 	session string // makes event IDs unique across console runs
 
 	mu sync.Mutex // one message at a time on out
 }
 
+// Prompt is what an interactive console prints before reading a command.
+const Prompt = "vigie> "
+
 // New creates a console transport. Commands are accepted with or without
-// prefix; sender is the identity they run as.
-func New(in io.Reader, out io.Writer, sender, prefix string, cmds Commands) *Console {
-	return &Console{in: in, out: out, sender: sender, prefix: prefix, cmds: cmds,
+// prefix; sender is the identity they run as; prompt is printed before
+// each command is read ("" for none, as when input is piped).
+func New(in io.Reader, out io.Writer, sender, prefix, prompt string, cmds Commands) *Console {
+	return &Console{in: in, out: out, sender: sender, prefix: prefix, prompt: prompt, cmds: cmds,
 		session: fmt.Sprintf("%x", time.Now().UnixNano())}
 }
 
@@ -51,29 +57,79 @@ func New(in io.Reader, out io.Writer, sender, prefix string, cmds Commands) *Con
 // answered (the router truncates its reply), never a crash.
 const maxLine = 1 << 20
 
-// Run reads stdin until end of input or ctx is done. Like a shell, each
-// command finishes before the next line is read, so replies come in order.
-// Empty lines and lines starting with # are skipped, so command files can be
-// piped in.
+// Run reads stdin until end of input or ctx is done (a signal), whichever
+// comes first, even while stdin stays open. Like a shell, each command is
+// answered before the next line is read, so replies come in order; a
+// change that goes on (a deployment followed until it completes) does not
+// hold the next command (say, the promotion it waits for). Empty lines and
+// lines starting with # are skipped, so command files can be piped in.
 func (c *Console) Run(ctx context.Context) error {
-	r := bufio.NewReaderSize(c.in, 64<<10)
-	for n := 1; ctx.Err() == nil; n++ {
-		line, err := readLine(r)
-		if text := strings.TrimSpace(line); text != "" && !strings.HasPrefix(text, "#") {
-			c.cmds.Handle(ctx, commands.Incoming{
+	lines := make(chan lineRead)
+	next := make(chan struct{}, 1)
+	// The reader's goroutine blocks on stdin; when ctx ends first it stays
+	// blocked until the process exits (or the next line), its result dropped.
+	go c.read(ctx, lines, next)
+	for n := 1; ; n++ {
+		if c.prompt != "" {
+			c.print(c.prompt)
+		}
+		next <- struct{}{}
+		var l lineRead
+		select {
+		case <-ctx.Done():
+			return nil
+		case l = <-lines:
+		}
+		if text := strings.TrimSpace(l.text); text != "" && !strings.HasPrefix(text, "#") {
+			settled := c.cmds.Handle(ctx, commands.Incoming{
 				Transport: Transport, Room: Room, EventID: fmt.Sprintf("console:%s:%d", c.session, n),
 				Sender: c.sender, Text: c.strip(text),
 			})
-			c.cmds.Wait()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-settled:
+			}
 		}
-		if err == io.EOF {
+		if l.err == io.EOF {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("read standard input: %w", err)
+		if l.err != nil {
+			return fmt.Errorf("read standard input: %w", l.err)
 		}
 	}
-	return nil
+}
+
+type lineRead struct {
+	text string
+	err  error
+}
+
+// read reads a line each time Run asks for one, until an error.
+func (c *Console) read(ctx context.Context, lines chan<- lineRead, next <-chan struct{}) {
+	r := bufio.NewReaderSize(c.in, 64<<10)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-next:
+		}
+		text, err := readLine(r)
+		select {
+		case <-ctx.Done():
+			return
+		case lines <- lineRead{text, err}:
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (c *Console) print(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprint(c.out, s)
 }
 
 // readLine returns one line without its newline, keeping at most maxLine

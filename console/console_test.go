@@ -17,18 +17,19 @@ type collect struct {
 	got []commands.Incoming
 }
 
-func (c *collect) Handle(_ context.Context, in commands.Incoming) {
+func (c *collect) Handle(_ context.Context, in commands.Incoming) <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.got = append(c.got, in)
+	done := make(chan struct{})
+	close(done)
+	return done
 }
-
-func (c *collect) Wait() {}
 
 func TestRunReadsCommands(t *testing.T) {
 	in := strings.NewReader("ping\n\n# a comment\n!vigie help ping\r\n  !VIGIE   status  \n!vigies x\n" + strings.Repeat("y", 3<<20) + "\nlast")
 	c := &collect{}
-	con := New(in, &bytes.Buffer{}, "@alice:example.org", "!vigie", c)
+	con := New(in, &bytes.Buffer{}, "@alice:example.org", "!vigie", "", c)
 	if err := con.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestRunReadsCommands(t *testing.T) {
 
 func TestDeliverPrintsReadableText(t *testing.T) {
 	var out bytes.Buffer
-	con := New(strings.NewReader(""), &out, "@a:x", "!vigie", &collect{})
+	con := New(strings.NewReader(""), &out, "@a:x", "!vigie", "", &collect{})
 	ctx := t.Context()
 	msgs := []outbox.Delivery{
 		{OutMessage: store.OutMessage{ID: 1, Plain: "Job web failed\n2 allocations"}},
@@ -74,5 +75,18 @@ func TestDeliverPrintsReadableText(t *testing.T) {
 	}
 	if out.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+// An interactive console prompts before each command; the prompt waits for
+// the command before it to be answered.
+func TestRunPrompts(t *testing.T) {
+	var out bytes.Buffer
+	c := &collect{}
+	if err := New(strings.NewReader("ping\nhelp\n"), &out, "@a:x", "!vigie", Prompt, c).Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != Prompt+Prompt+Prompt || len(c.got) != 2 {
+		t.Fatalf("output %q after %d commands", got, len(c.got))
 	}
 }

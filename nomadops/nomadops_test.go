@@ -498,10 +498,10 @@ func TestScale(t *testing.T) {
 
 func TestPromote(t *testing.T) {
 	_, c := setup(t)
-	if _, err := c.Promote(ctx(t), "web"); !errors.Is(err, ErrNothingToPromote) || !strings.Contains(err.Error(), "is successful") {
+	if _, err := c.Promote(ctx(t), "web", ""); !errors.Is(err, ErrNothingToPromote) || !strings.Contains(err.Error(), "is successful") {
 		t.Errorf("web: %v", err)
 	}
-	if _, err := c.Promote(ctx(t), "wbe"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Promote(ctx(t), "wbe", ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown job: %v", err)
 	}
 	plan, err := c.PlanImage(ctx(t), "checkout", "registry.example.org/checkout/api:2.1.0", "")
@@ -514,13 +514,13 @@ func TestPromote(t *testing.T) {
 	if _, _, err := c.Register(ctx(t), plan); err != nil {
 		t.Fatal(err)
 	}
-	waiting := make(chan struct{})
+	waiting := make(chan string)
 	var once sync.Once
 	done := make(chan DeploymentProgress, 1)
 	go func() {
 		final, err := c.FollowDeployment(ctx(t), "checkout", plan.JobModifyIndex, func(p DeploymentProgress) {
 			if p.NeedsPromotion() && p.Groups[0].Healthy == 1 {
-				once.Do(func() { close(waiting) })
+				once.Do(func() { waiting <- p.ID })
 			}
 		})
 		if err != nil {
@@ -528,19 +528,25 @@ func TestPromote(t *testing.T) {
 		}
 		done <- final
 	}()
+	var deployment string
 	select {
-	case <-waiting:
+	case deployment = <-waiting:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the canary never waited for promotion")
 	}
-	p, err := c.Promote(ctx(t), "checkout")
+	// What was not previewed is not promoted.
+	if _, err := c.Promote(ctx(t), "checkout", "0ther-dep"); !errors.Is(err, ErrJobChanged) ||
+		!strings.Contains(err.Error(), "deployment 0ther-de was previewed, but deployment "+shortID(deployment)+" of checkout has started since") {
+		t.Fatalf("promote of another deployment: %v", err)
+	}
+	p, err := c.Promote(ctx(t), "checkout", deployment)
 	if err != nil || p.NeedsPromotion() || !p.Groups[0].Promoted || p.Description != "Deployment is running" {
 		t.Fatalf("promote: %v %+v", err, p)
 	}
 	if final := <-done; final.Status != "successful" || final.Groups[0].Healthy != 3 {
 		t.Errorf("final %+v", final)
 	}
-	if _, err := c.Promote(ctx(t), "checkout"); !errors.Is(err, ErrNothingToPromote) {
+	if _, err := c.Promote(ctx(t), "checkout", deployment); !errors.Is(err, ErrNothingToPromote) {
 		t.Errorf("promoted twice: %v", err)
 	}
 }

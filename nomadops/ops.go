@@ -282,10 +282,11 @@ func restarted(a *api.AllocationListStub, before map[string]uint64) bool {
 func shortID(id string) string { return id[:min(8, len(id))] }
 
 // Promote promotes the canaries of a job's latest deployment, which must
-// be running and waiting for promotion with healthy canaries (else
-// ErrNothingToPromote, or an error saying which group is not ready). It
-// returns the deployment as it is after the promotion.
-func (c *Client) Promote(ctx context.Context, jobID string) (DeploymentProgress, error) {
+// be the one previewed (deploymentID: a deployment started since is not
+// what was confirmed), running and waiting for promotion with healthy
+// canaries (else ErrNothingToPromote, or an error saying which group is
+// not ready). It returns the deployment as it is after the promotion.
+func (c *Client) Promote(ctx context.Context, jobID, deploymentID string) (DeploymentProgress, error) {
 	if _, err := c.readJob(ctx, jobID); err != nil {
 		return DeploymentProgress{}, err
 	}
@@ -299,6 +300,10 @@ func (c *Client) Promote(ctx context.Context, jobID string) (DeploymentProgress,
 	p := progressOf(d)
 	if !p.NeedsPromotion() {
 		return p, fmt.Errorf("%w: the latest deployment of %s (%s) is %s: %s", ErrNothingToPromote, jobID, shortID(d.ID), d.Status, d.StatusDescription)
+	}
+	if d.ID != deploymentID {
+		return p, fmt.Errorf("%w: deployment %s was previewed, but deployment %s of %s has started since; run the command again",
+			ErrJobChanged, shortID(deploymentID), shortID(d.ID), jobID)
 	}
 	for _, g := range p.Groups {
 		if g.DesiredCanaries > 0 && !g.Promoted && g.Healthy < g.DesiredCanaries {

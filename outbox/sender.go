@@ -194,7 +194,7 @@ func (s *Sender) deliver(ctx context.Context, m store.OutMessage) error {
 	case retryAfter > 0:
 		s.pausedUntil = s.cfg.Clock.Now().Add(retryAfter)
 		s.metrics.MessagesRetried.WithLabelValues(s.transport, "rate_limited").Inc()
-		log.Warn().Err(err).Dur("retry_after", retryAfter).Msg("Rate limited by the server; pausing delivery")
+		log.Warn().Err(err).Stringer("retry_after", retryAfter.Round(time.Millisecond)).Msg("Rate limited by the server; pausing delivery")
 	default:
 		delay := s.backoff(m.Attempts - 1)
 		s.retryAt[m.ID] = s.cfg.Clock.Now().Add(delay)
@@ -203,7 +203,7 @@ func (s *Sender) deliver(ctx context.Context, m store.OutMessage) error {
 		if m.Attempts <= 1 {
 			ev = log.Warn() // once per message; later attempts are noise
 		}
-		ev.Err(err).Int("attempt", m.Attempts).Dur("retry_in", delay).Msg("Delivery failed; will retry")
+		ev.Err(err).Int("attempt", m.Attempts).Stringer("retry_in", delay.Round(time.Millisecond)).Msg("Delivery failed; will retry")
 	}
 	return s.ledger.RecordFailure(ctx, m.ID, err.Error(), refused)
 }

@@ -319,7 +319,7 @@ func (o *consulOutage) failed(log *zerolog.Logger, address string, backoff Backo
 	}
 	wait := backoff.delay(o.failures)
 	if o.said[kind] {
-		log.Debug().Err(err).Int("failures", o.failures).Dur("retry_in", wait).Msg("Consul health watch still failing")
+		log.Debug().Err(err).Int("failures", o.failures).Stringer("retry_in", wait.Round(time.Millisecond)).Msg("Consul health watch still failing")
 		return wait
 	}
 	o.said[kind] = true
@@ -327,7 +327,7 @@ func (o *consulOutage) failed(log *zerolog.Logger, address string, backoff Backo
 	if kind != consulUnreachable {
 		ev = log.Error() // a person must act: token, address or proxy
 	}
-	ev.Err(err).Str("address", address).Dur("retry_in", wait).Msg("Consul health watch failing; retrying with backoff")
+	ev.Err(err).Str("address", address).Stringer("retry_in", wait.Round(time.Millisecond)).Msg("Consul health watch failing; retrying with backoff")
 	return wait
 }
 
@@ -336,7 +336,7 @@ func (o *consulOutage) recovered(log *zerolog.Logger, address string) {
 	if o.failures == 0 {
 		return
 	}
-	log.Info().Str("address", address).Dur("down_for", time.Since(o.since)).Int("failures", o.failures).Msg("Consul health watch recovered")
+	log.Info().Str("address", address).Stringer("down_for", time.Since(o.since).Round(time.Millisecond)).Int("failures", o.failures).Msg("Consul health watch recovered")
 	o.failures = 0
 }
 

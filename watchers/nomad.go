@@ -220,9 +220,9 @@ func (n *Nomad) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 		wait := n.cfg.Backoff.delay(r.failures)
 		if r.failures == 1 {
 			r.down = n.cfg.Clock.Now()
-			log.Warn().Err(err).Str("address", n.addr).Dur("retry_in", wait).Msg("Nomad event stream unavailable; reconnecting")
+			log.Warn().Err(err).Str("address", n.addr).Stringer("retry_in", wait.Round(time.Millisecond)).Msg("Nomad event stream unavailable; reconnecting")
 		} else {
-			log.Debug().Err(err).Str("address", n.addr).Int("failures", r.failures).Dur("retry_in", wait).Msg("Nomad event stream still unavailable")
+			log.Debug().Err(err).Str("address", n.addr).Int("failures", r.failures).Stringer("retry_in", wait.Round(time.Millisecond)).Msg("Nomad event stream still unavailable")
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -239,7 +239,7 @@ func (r *nomadRun) recovered(ctx context.Context) {
 	if r.failures == 0 {
 		return
 	}
-	zerolog.Ctx(ctx).Info().Str("address", r.n.addr).Dur("outage", r.n.cfg.Clock.Now().Sub(r.down)).Msg("Nomad event stream recovered")
+	zerolog.Ctx(ctx).Info().Str("address", r.n.addr).Stringer("outage", r.n.cfg.Clock.Now().Sub(r.down).Round(time.Millisecond)).Msg("Nomad event stream recovered")
 	r.failures = 0
 }
 

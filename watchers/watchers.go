@@ -102,9 +102,9 @@ func supervise(ctx context.Context, w Watcher, sink Sink, lookout Lookout, backo
 		wait := backoff.delay(failures)
 		if failures == 1 {
 			since = time.Now()
-			log.Warn().Err(err).Dur("retry_in", wait).Msg("Watcher failed; restarting with backoff")
+			log.Warn().Err(err).Stringer("retry_in", wait.Round(time.Millisecond)).Msg("Watcher failed; restarting with backoff")
 		} else {
-			log.Debug().Err(err).Int("failures", failures).Dur("down_for", time.Since(since)).Dur("retry_in", wait).Msg("Watcher still failing")
+			log.Debug().Err(err).Int("failures", failures).Stringer("down_for", time.Since(since).Round(time.Millisecond)).Stringer("retry_in", wait.Round(time.Millisecond)).Msg("Watcher still failing")
 		}
 		select {
 		case <-ctx.Done():

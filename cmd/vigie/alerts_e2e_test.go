@@ -73,7 +73,8 @@ func (l *lineReader) waitFor(t *testing.T, timeout time.Duration, wants ...strin
 	}
 }
 
-// alertConfig writes a config watching the fakes, with fast timers.
+// alertConfig writes a config watching the fakes, with fast timers; reads
+// (alerts) are open to the console's user, as there is no directory.
 func alertConfig(t *testing.T, dir, nomadURL, consulURL, extra string) string {
 	t.Helper()
 	path := filepath.Join(dir, "vigie.toml")
@@ -81,6 +82,8 @@ func alertConfig(t *testing.T, dir, nomadURL, consulURL, extra string) string {
 [log]
 level = "debug"
 format = "json"
+[policy]
+read_open = true
 [nomad]
 address = %q
 stream_timeout = "3s"

@@ -79,7 +79,7 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		return nil, fmt.Errorf("nomad: %w", err)
 	}
 	sight := watchers.NewVisibility(clk, a.BlindAfter.Duration)
-	reg, err := newRegistry(engine, st, authz, identifier, nomad, sight, cfg.Nomad.JobspecsDir)
+	reg, err := newRegistry(cfg, registryDeps{engine: engine, store: st, authorizer: authz, directory: identifier, nomad: nomad, sight: sight})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -105,11 +105,16 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 // auditTransport carries audit mirror lines: the audit room is a Matrix room.
 const auditTransport = "matrix"
 
-// newAuthorizer is the LDAP policy when a directory is configured, else
-// read-only commands for everyone and changes for no one.
+// newAuthorizer is the policy, with the LDAP directory when one is
+// configured; without, public commands run, reads too with read_open, and
+// nothing else.
 func newAuthorizer(cfg *config.Config) (commands.Authorizer, commands.Identifier, error) {
 	if cfg.LDAP.URL == "" {
-		return commands.ReadOnly{}, nil, nil
+		p, err := auth.NewPolicy(cfg.Policy, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("policy: %w", err)
+		}
+		return p, nil, nil
 	}
 	dir, err := auth.NewDirectory(cfg.LDAP)
 	if err != nil {
@@ -122,22 +127,33 @@ func newAuthorizer(cfg *config.Config) (commands.Authorizer, commands.Identifier
 	return p, p, nil
 }
 
-// newRegistry lists every command. With nil dependencies it still serves
-// for names and specs (config validation).
-func newRegistry(engine *incidents.Engine, st *store.Store, authz commands.Authorizer, directory commands.Identifier, nomad *nomadops.Client,
-	sight commands.Sources, jobspecsDir string) (*commands.Registry, error) {
+// registryDeps are what the commands work with; all nil for a registry
+// that only serves names and specs (config validation).
+type registryDeps struct {
+	engine     *incidents.Engine
+	store      *store.Store
+	authorizer commands.Authorizer
+	directory  commands.Identifier
+	nomad      *nomadops.Client
+	sight      commands.Sources
+}
+
+// newRegistry lists every command.
+func newRegistry(cfg *config.Config, d registryDeps) (*commands.Registry, error) {
 	reg, err := commands.NewRegistry(commands.Ping{},
-		&commands.Alerts{Book: engine, Sources: sight}, &commands.Ack{Book: engine}, &commands.Silence{Book: engine},
-		&commands.Silences{Book: engine}, &commands.Unsilence{Book: engine},
-		&commands.Audit{Log: st},
-		&commands.Status{Nomad: nomad, Sources: sight}, &commands.Jobs{Nomad: nomad}, &commands.Job{Nomad: nomad}, &commands.Logs{Nomad: nomad},
-		&commands.Deploy{Nomad: nomad, JobspecsDir: jobspecsDir}, &commands.Rollback{Nomad: nomad}, &commands.Scale{Nomad: nomad},
-		&commands.Restart{Nomad: nomad}, &commands.Promote{Nomad: nomad})
+		&commands.Alerts{Book: d.engine, Sources: d.sight}, &commands.Ack{Book: d.engine},
+		&commands.Silence{Book: d.engine, MaxDuration: cfg.Policy.MaxSilence.Duration},
+		&commands.Silences{Book: d.engine}, &commands.Unsilence{Book: d.engine},
+		&commands.Audit{Log: d.store},
+		&commands.Status{Nomad: d.nomad, Sources: d.sight}, &commands.Jobs{Nomad: d.nomad}, &commands.Job{Nomad: d.nomad}, &commands.Logs{Nomad: d.nomad},
+		&commands.Deploy{Nomad: d.nomad, JobspecsDir: cfg.Nomad.JobspecsDir}, &commands.Rollback{Nomad: d.nomad},
+		&commands.Scale{Nomad: d.nomad, MaxCount: cfg.Policy.MaxScale},
+		&commands.Restart{Nomad: d.nomad}, &commands.Promote{Nomad: d.nomad})
 	if err == nil {
 		err = reg.Register(&commands.Help{Registry: reg})
 	}
 	if err == nil {
-		err = reg.Register(&commands.WhoAmI{Directory: directory, Registry: reg, Authorizer: authz})
+		err = reg.Register(&commands.WhoAmI{Directory: d.directory, Registry: reg, Authorizer: d.authorizer})
 	}
 	return reg, err
 }
@@ -148,7 +164,7 @@ var routerCommands = []string{"confirm", "cancel"}
 // policyProblems checks what config cannot: that policy rules name
 // existing commands.
 func policyProblems(cfg *config.Config) []config.Problem {
-	reg, err := newRegistry(nil, nil, nil, nil, nil, nil, "")
+	reg, err := newRegistry(cfg, registryDeps{})
 	if err != nil {
 		return []config.Problem{{Key: "policy.rules", Msg: err.Error()}}
 	}

@@ -15,6 +15,16 @@ import (
 	"github.com/vigie/vigie/incidents"
 )
 
+// terminal reports whether r is an interactive terminal.
+func terminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 // drainTimeout bounds the wait for replies at end of input: the command
 // timeout plus time to print.
 func drainTimeout(cfg *config.Config) time.Duration {
@@ -39,7 +49,12 @@ func runConsole(ctx context.Context, cfg *config.Config, clk clock.Clock, as str
 	}
 	defer a.store.Close()
 
-	con := console.New(stdin, stdout, sender, cfg.Matrix.CommandPrefix, a.router)
+	prompt := ""
+	if terminal(stdin) {
+		prompt = console.Prompt
+		fmt.Fprintf(stderr, "Vigie console as %s. Type help; Ctrl-D to quit.\n", sender)
+	}
+	con := console.New(stdin, stdout, sender, cfg.Matrix.CommandPrefix, prompt, a.router)
 	out := a.sender(console.Transport, con)
 	sendCtx, stopSending := context.WithCancel(ctx)
 	sent := make(chan error, 1)
@@ -47,11 +62,6 @@ func runConsole(ctx context.Context, cfg *config.Config, clk clock.Clock, as str
 	alertsCtx, stopAlerts := context.WithCancel(ctx)
 	waitAlerts := a.startAlerts(alertsCtx)
 
-	if f, ok := stdin.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprintf(stderr, "Vigie console as %s. Type help; Ctrl-D to quit.\n", sender)
-		}
-	}
 	readErr := con.Run(ctx)
 	stopAlerts()
 	waitAlerts()
