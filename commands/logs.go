@@ -54,7 +54,7 @@ func (l *Logs) Run(ctx context.Context, req *Request) (render.Node, error) {
 	if len(tail.Lines) == 0 {
 		return render.Text(head + ": empty."), nil
 	}
-	out := render.Pre(strings.Join(tail.Lines, "\n"))
+	out := render.Pre(render.Terminal(strings.Join(tail.Lines, "\n")))
 	if len(tail.Lines) > inlineLogLines {
 		req.InThread(out)
 		return render.Text("📄 " + head + ": in the thread."), nil

@@ -31,7 +31,7 @@ func renderProgress(p nomadops.DeploymentProgress, since time.Duration) render.N
 	}
 	nodes := []render.Node{render.Heading(render.Text(head)), render.List(groups...)}
 	if p.Description != "" {
-		nodes = append(nodes, render.Text(p.Description))
+		nodes = append(nodes, render.Line(render.Text(p.Description)))
 	}
 	return render.Group(nodes...)
 }

@@ -132,6 +132,10 @@ func TestNomadReadCommands(t *testing.T) {
 			t.Errorf("%q → %q, want %q", in, out, want)
 		}
 	}
+	// The deployment's description and the versions stay on lines of their own.
+	if out := plains(f.say(t, "@alice:x", "job web")); !strings.Contains(out, "Deployment completed successfully\nVersions: ") {
+		t.Errorf("job web:\n%s", out)
+	}
 	if out := plains(f.say(t, "@alice:x", "status")); !strings.Contains(out, "Vigie's watch") ||
 		!strings.Contains(out, "🔴 Vigie cannot see Consul since 12:03 UTC: not reached yet (http://127.0.0.1:8500)") {
 		t.Errorf("status does not say what Vigie cannot see:\n%s", out)

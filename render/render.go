@@ -7,7 +7,9 @@ package render
 import (
 	"fmt"
 	"html"
+	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -408,4 +410,30 @@ func Excerpt(s string, maxBytes int) string {
 		}
 	}
 	return strings.TrimRight(cut, " ") + ellipsis
+}
+
+// ansiEscape matches terminal escape sequences: CSI (colours, cursor), OSC
+// (titles, links) and the two-byte ones.
+var ansiEscape = regexp.MustCompile(`\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])`)
+
+// Terminal turns what a program wrote for a terminal (a task's log) into
+// plain text: escape sequences dropped, a line rewritten with carriage
+// returns (a progress bar) kept as a terminal would last show it, other
+// control characters dropped, invalid UTF-8 replaced. Tabs and newlines
+// stay.
+func Terminal(s string) string {
+	s = strings.ToValidUTF8(ansiEscape.ReplaceAllString(s, ""), "\uFFFD")
+	lines := strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
+	for i, l := range lines {
+		if j := strings.LastIndexByte(strings.TrimRight(l, "\r"), '\r'); j >= 0 {
+			l = l[j+1:]
+		}
+		lines[i] = strings.Map(func(r rune) rune {
+			if r == '\t' || !unicode.IsControl(r) {
+				return r
+			}
+			return -1
+		}, l)
+	}
+	return strings.Join(lines, "\n")
 }

@@ -7,12 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/vigie/vigie/render"
 )
 
 const (
@@ -146,10 +146,6 @@ func (n *Nomad) stderrTail(ctx context.Context, namespace, allocID, task string)
 	return cleanTail(data, n.cfg.LogTailBytes), nil
 }
 
-// ansiEscape matches terminal escape sequences: CSI (colours, cursor), OSC
-// (titles, links) and the two-byte ones.
-var ansiEscape = regexp.MustCompile(`\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])`)
-
 // cleanTail keeps at most limit bytes of the end of a log, starting at a
 // line boundary when the log was longer, without terminal escapes and as
 // valid UTF-8. Escaping for display is the renderer's job.
@@ -162,5 +158,5 @@ func cleanTail(data []byte, limit int) string {
 			data = data[1:]
 		}
 	}
-	return strings.ToValidUTF8(ansiEscape.ReplaceAllString(string(data), ""), "\uFFFD")
+	return render.Terminal(string(data))
 }
