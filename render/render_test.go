@@ -188,10 +188,10 @@ func TestTerminal(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain\ttext\nlines": "plain\ttext\nlines",
 		"\x1b[31merror:\x1b[0m boom \x1b]8;;http://x\x07link\x1b]8;;\x07\x1b(B": "error: boom link",
-		"windows\r\nlines\r\n":          "windows\nlines\n",
-		"progress 10%\rprogress 100%\n": "progress 100%\n",
+		"windows\r\nlines\r\n":           "windows\nlines\n",
+		"progress 10%\rprogress 100%\n":  "progress 100%\n",
 		"bell\a back\bspace \x00nul\x7f": "bell backspace nul",
-		"bad \xff\xfe utf8":             "bad \uFFFD utf8",
+		"bad \xff\xfe utf8":              "bad \uFFFD utf8",
 	} {
 		if got := Terminal(in); got != want {
 			t.Errorf("Terminal(%q) = %q, want %q", in, got, want)
