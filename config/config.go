@@ -176,6 +176,7 @@ type Nomad struct {
 	Namespaces    []string `toml:"namespaces"`     // namespaces watched; "*" is all
 	StreamTimeout Duration `toml:"stream_timeout"` // a stream silent this long is dead
 	JobspecsDir   string   `toml:"jobspecs_dir"`   // jobspecs deploy registers; "" for none
+	TLS           TLS      `toml:"tls"`
 	Token         Secret   `toml:"-"`
 }
 
@@ -187,6 +188,7 @@ type Consul struct {
 	Watch       bool     `toml:"watch"`        // follow health checks for alerts
 	Wait        Duration `toml:"wait"`         // blocking query wait, at most 10m
 	MinInterval Duration `toml:"min_interval"` // least time between two health queries
+	TLS         TLS      `toml:"tls"`
 	Token       Secret   `toml:"-"`
 }
 
@@ -261,6 +263,8 @@ func load(path string, getenv func(string) string) (*Config, error) {
 		c.resolvePaths(path)
 	}
 	c.checkJobspecsDir(d)
+	c.validateTLS(d, "nomad", c.Nomad.Address, c.Nomad.TLS)
+	c.validateTLS(d, "consul", c.Consul.Address, c.Consul.TLS)
 	c.resolveSecrets(getenv, d)
 	if len(d.problems) > 0 {
 		sortProblems(d.problems)
@@ -295,6 +299,14 @@ func (c *Config) applyEnv(getenv func(string) string, d *decoder) {
 	set("nomad.address", "NOMAD_ADDR", &c.Nomad.Address)
 	set("nomad.region", "NOMAD_REGION", &c.Nomad.Region)
 	set("nomad.namespace", "NOMAD_NAMESPACE", &c.Nomad.Namespace)
+	set("nomad.tls.ca_file", "NOMAD_CACERT", &c.Nomad.TLS.CAFile)
+	set("nomad.tls.cert_file", "NOMAD_CLIENT_CERT", &c.Nomad.TLS.CertFile)
+	set("nomad.tls.key_file", "NOMAD_CLIENT_KEY", &c.Nomad.TLS.KeyFile)
+	set("nomad.tls.server_name", "NOMAD_TLS_SERVER_NAME", &c.Nomad.TLS.ServerName)
+	set("consul.tls.ca_file", "CONSUL_CACERT", &c.Consul.TLS.CAFile)
+	set("consul.tls.cert_file", "CONSUL_CLIENT_CERT", &c.Consul.TLS.CertFile)
+	set("consul.tls.key_file", "CONSUL_CLIENT_KEY", &c.Consul.TLS.KeyFile)
+	set("consul.tls.server_name", "CONSUL_TLS_SERVER_NAME", &c.Consul.TLS.ServerName)
 	set("consul.address", "CONSUL_HTTP_ADDR", &c.Consul.Address)
 	if c.fromEnv["consul.address"] == "" {
 		return
@@ -327,6 +339,8 @@ func (c *Config) resolvePaths(path string) {
 		&c.DataDir,
 		&c.Matrix.AccessTokenFile, &c.Matrix.PasswordFile, &c.Matrix.PickleKeyFile,
 		&c.Nomad.TokenFile, &c.Nomad.JobspecsDir, &c.Consul.TokenFile,
+		&c.Nomad.TLS.CAFile, &c.Nomad.TLS.CertFile, &c.Nomad.TLS.KeyFile,
+		&c.Consul.TLS.CAFile, &c.Consul.TLS.CertFile, &c.Consul.TLS.KeyFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)

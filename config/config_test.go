@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigie/vigie/internal/testpki"
 )
 
 // env returns a getenv over the given pairs, so tests never see the real
@@ -722,5 +724,49 @@ func TestAlertRoomsArrayOfTables(t *testing.T) {
 	good, err := load(writeConfig(t, t.TempDir(), "[[alerts.rooms]]\nroom = \"!ops:example.org\"\njobs = [\"web*\"]\n[[alerts.rooms]]\nroom = \"!db:example.org\"\nmin_severity = \"critical\"\n"), env())
 	if err != nil || len(good.Alerts.Rooms) != 2 || good.Alerts.Rooms[0].Jobs[0] != "web*" || good.Alerts.Rooms[1].MinSeverity != "critical" {
 		t.Fatalf("%+v %v", good.Alerts.Rooms, err)
+	}
+}
+
+// TLS settings come from the file or the variables Nomad's and Consul's
+// CLIs read; their files must load and go with an https address.
+func TestTLSSettings(t *testing.T) {
+	pki := testpki.New(t, "cluster")
+	c, err := load("", env("NOMAD_ADDR", "https://n:4646", "NOMAD_CACERT", pki.CAFile, "NOMAD_CLIENT_CERT", pki.ClientCert,
+		"NOMAD_CLIENT_KEY", pki.ClientKey, "NOMAD_TLS_SERVER_NAME", "server.global.nomad",
+		"CONSUL_HTTP_ADDR", "https://c:8501", "CONSUL_CACERT", pki.CAFile, "CONSUL_TLS_SERVER_NAME", "consul.service.consul"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := TLS{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, ServerName: "server.global.nomad"}
+	if c.Nomad.TLS != want || c.Consul.TLS != (TLS{CAFile: pki.CAFile, ServerName: "consul.service.consul"}) {
+		t.Fatalf("from the environment: %+v %+v", c.Nomad.TLS, c.Consul.TLS)
+	}
+	tc, err := c.Nomad.TLS.Client()
+	if err != nil || tc.RootCAs == nil || len(tc.Certificates) != 1 || tc.ServerName != "server.global.nomad" || tc.InsecureSkipVerify {
+		t.Fatalf("nomad TLS client: %+v %v", tc, err)
+	}
+
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf(`[nomad]
+address = "http://n:4646"
+[nomad.tls]
+ca_file = %q
+cert_file = %q
+[consul.tls]
+ca_file = "missing.pem"
+cert_file = %q
+key_file = %q
+`, pki.ClientKey, pki.ClientCert, pki.ClientCert, pki.CAFile))
+	_, err = load(path, env())
+	for _, w := range []string{
+		path + ":2: nomad.address: is http://n:4646, but nomad.tls is set: use https://",
+		path + ":4: nomad.tls.ca_file: CA file " + pki.ClientKey + " holds no PEM certificate",
+		path + ":5: nomad.tls.cert_file: a client certificate needs both cert_file and key_file",
+		path + ":7: consul.tls.ca_file: cannot read the CA file: open " + filepath.Join(dir, "missing.pem"),
+		path + ":8: consul.tls.cert_file: client certificate " + pki.ClientCert + " with key " + pki.CAFile,
+	} {
+		if !strings.Contains(fmt.Sprint(err), w) {
+			t.Errorf("problems lack %q:\n%v", w, err)
+		}
 	}
 }

@@ -51,10 +51,28 @@ func (c *Config) Summary() string {
 		orDefault(c.Nomad.Region), c.fromEnvNote("nomad.region"),
 		orDefault(c.Nomad.Namespace), c.fromEnvNote("nomad.namespace"),
 		secretSource(c.Nomad.Token))
+	line("  tls", "%s", c.Nomad.TLS.describe())
 	line("consul", "%s%s, datacenter %s, token %s",
 		c.Consul.Address, c.fromEnvNote("consul.address"),
 		orDefault(c.Consul.Datacenter), secretSource(c.Consul.Token))
+	line("  tls", "%s", c.Consul.TLS.describe())
 	return b.String()
+}
+
+// describe says how the server's certificate is checked and whether
+// Vigie shows one.
+func (t TLS) describe() string {
+	s := "server checked against the system's CAs"
+	if t.CAFile != "" {
+		s = "server checked against " + t.CAFile
+	}
+	if t.ServerName != "" {
+		s += " as " + t.ServerName
+	}
+	if t.CertFile != "" {
+		s += ", client certificate " + t.CertFile
+	}
+	return s
 }
 
 func secretSource(s Secret) string {

@@ -12,8 +12,10 @@ package nomadops
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/vigie/vigie/internal/suggest"
+	"github.com/vigie/vigie/internal/tlserr"
 )
 
 // Config says which Nomad to talk to. Nothing is read from the NOMAD_*
@@ -30,6 +33,7 @@ type Config struct {
 	Region    string
 	Namespace string // default: the server's default namespace
 	Token     string // ACL token; never logged nor shown
+	TLS       *tls.Config // for https addresses; nil: the system's CAs, no client certificate
 	// PollInterval paces retries after errors and waits on servers that
 	// answer blocking queries at once. Default 1s.
 	PollInterval time.Duration
@@ -65,7 +69,12 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("nomad address %q is not a URL like %s", cfg.Address, defaultAddress)
 	}
-	c, err := api.NewClient(&api.Config{Address: cfg.Address, Region: cfg.Region, Namespace: cfg.Namespace, SecretID: cfg.Token})
+	// Our own HTTP client: the API's default one would read NOMAD_CACERT and
+	// friends, and NOMAD_SKIP_VERIFY, behind the config's back.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = cfg.TLS
+	c, err := api.NewClient(&api.Config{Address: cfg.Address, Region: cfg.Region, Namespace: cfg.Namespace, SecretID: cfg.Token,
+		HttpClient: &http.Client{Transport: transport}})
 	if err != nil {
 		return nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
 	}
@@ -158,7 +167,7 @@ func (c *Client) fail(op string, err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("nomad: %s: %w", op, err)
 	}
-	return fmt.Errorf("nomad at %s is unreachable (%s): %w", c.addr, op, err)
+	return fmt.Errorf("nomad at %s is unreachable (%s): %w", c.addr, op, tlserr.Explain(err, "nomad"))
 }
 
 func status(err error) int {

@@ -14,7 +14,9 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/vigie/vigie/config"
 	"github.com/vigie/vigie/internal/fakenomad"
+	"github.com/vigie/vigie/internal/testpki"
 )
 
 const (
@@ -607,5 +609,37 @@ func TestDiffChanges(t *testing.T) {
 	want := []string{`web: Count: "1" → "2"`, `web/server: Config.ports[0]: "" → "http"`, `web/server: Env.RELEASE: "v1" → "v2"`, "web/sidecar: added"}
 	if !slices.Equal(other, want) {
 		t.Errorf("other %q", other)
+	}
+}
+
+// The commands' client reaches a Nomad that requires mutual TLS, and says
+// what to check when its CA or certificate is not the right one.
+func TestClientOverMutualTLS(t *testing.T) {
+	fake, _ := setup(t)
+	pki := testpki.New(t, "cluster")
+	front := pki.Front(t, fake.URL)
+	client := func(files config.TLS) *Client {
+		tlsConfig, err := files.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(Config{Address: front, Token: "s3cr3t", TLS: tlsConfig})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	st, err := client(config.TLS{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}).Status(ctx(t))
+	if err != nil || st.Nodes.Total != 1 {
+		t.Fatalf("status over TLS: %+v %v", st, err)
+	}
+	other := testpki.New(t, "elsewhere")
+	_, err = client(config.TLS{CAFile: other.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}).Status(ctx(t))
+	if err == nil || !strings.Contains(err.Error(), "nomad at "+front+" is unreachable") || !strings.Contains(err.Error(), "check nomad.tls.ca_file") {
+		t.Errorf("another CA: %v", err)
+	}
+	_, err = client(config.TLS{CAFile: pki.CAFile}).Status(ctx(t))
+	if err == nil || !strings.Contains(err.Error(), "check nomad.tls.cert_file and key_file") {
+		t.Errorf("no client certificate: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package watchers
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vigie/vigie/internal/ctxutil"
+	"github.com/vigie/vigie/internal/tlserr"
 )
 
 // Consul's maintenance checks (agent/agent.go): a node in maintenance has a
@@ -53,6 +55,9 @@ type ConsulConfig struct {
 	// HTTPClient defaults to a client without a timeout; the watcher bounds
 	// every request itself. A client's own Timeout must exceed Wait*17/16.
 	HTTPClient *http.Client
+	// TLS for https addresses, in the default client; nil: the system's
+	// CAs, no client certificate.
+	TLS *tls.Config
 }
 
 // Consul watches the health of every check in a Consul datacenter with
@@ -83,7 +88,9 @@ func NewConsul(cfg ConsulConfig) *Consul {
 		cfg.Backoff = Backoff{Min: time.Second, Max: time.Minute}
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		transport.TLSClientConfig = cfg.TLS
+		cfg.HTTPClient = &http.Client{Transport: transport}
 	}
 	return &Consul{cfg: cfg, endpoint: cfg.Address + "/v1/health/state/" + api.HealthAny}
 }
@@ -246,7 +253,7 @@ func (c *Consul) fetch(ctx context.Context, index uint64) (consulResponse, error
 		if errors.Is(err, context.DeadlineExceeded) {
 			return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s did not answer within %s", c.cfg.Address, budget)}
 		}
-		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s is unreachable: %v", c.cfg.Address, err)}
+		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s is unreachable: %v", c.cfg.Address, tlserr.Explain(err, "consul"))}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)

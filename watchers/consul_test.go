@@ -91,7 +91,16 @@ func startConsul(t *testing.T, cfg ConsulConfig, setup func(*fakeconsul.Server))
 	if setup != nil {
 		setup(f)
 	}
-	cfg.Address = f.URL
+	return startConsulAt(t, cfg, f)
+}
+
+// startConsulAt runs a watcher of f, at cfg.Address if set (a proxy in
+// front of f), else at f's.
+func startConsulAt(t *testing.T, cfg ConsulConfig, f *fakeconsul.Server) *consulHarness {
+	t.Helper()
+	if cfg.Address == "" {
+		cfg.Address = f.URL
+	}
 	if cfg.Wait == 0 {
 		cfg.Wait = time.Second
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vigie/vigie/clock"
+	"github.com/vigie/vigie/internal/tlserr"
 )
 
 // NomadConfig configures the Nomad event stream watcher. Zero fields take
@@ -42,8 +44,11 @@ type NomadConfig struct {
 	// Backoff between reconnections; default {1s, 1m}.
 	Backoff Backoff
 	// HTTPClient must have no overall timeout, as the stream never ends.
-	// Default: dial, TLS and response-header timeouts only.
+	// Default: dial, TLS and response-header timeouts only, with TLS.
 	HTTPClient *http.Client
+	// TLS for https addresses, in the default client; nil: the system's
+	// CAs, no client certificate.
+	TLS *tls.Config
 	// LogTailBytes of stderr fetched for a failed task; default 2048.
 	LogTailBytes int
 	// Clock dates Vigie's own events; nil is the wall clock.
@@ -132,6 +137,7 @@ func NewNomad(cfg NomadConfig, cursors CursorStore) *Nomad {
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout: 10 * time.Second,
+			TLSClientConfig:     cfg.TLS,
 			// Above the 30s heartbeat: Nomad 1.x sends a stream's headers
 			// with its first line.
 			ResponseHeaderTimeout: time.Minute,
@@ -571,7 +577,7 @@ func (n *Nomad) get(ctx context.Context, path string, q url.Values) (*http.Respo
 	}
 	resp, err := n.client.Do(req)
 	if ue, ok := errors.AsType[*url.Error](err); ok {
-		err = fmt.Errorf("GET %s: %w", path, ue.Err)
+		err = fmt.Errorf("GET %s: %w", path, tlserr.Explain(ue.Err, "nomad"))
 	}
 	return resp, err
 }

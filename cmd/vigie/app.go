@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -72,8 +73,13 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		st.Close()
 		return nil, err
 	}
+	nomadTLS, consulTLS, err := serverTLS(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	nomad, err := nomadops.New(nomadops.Config{Address: cfg.Nomad.Address, Region: cfg.Nomad.Region,
-		Namespace: cfg.Nomad.Namespace, Token: cfg.Nomad.Token.Reveal()})
+		Namespace: cfg.Nomad.Namespace, Token: cfg.Nomad.Token.Reveal(), TLS: nomadTLS})
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("nomad: %w", err)
@@ -99,7 +105,7 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		AuditTransport: auditTransport, AuditRoom: cfg.Policy.AuditRoom, Clock: clk,
 	})
 	return &app{cfg: cfg, clock: clk, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
-		watchers: newWatchers(cfg, clk, st), sight: sight}, nil
+		watchers: newWatchers(cfg, clk, st, nomadTLS, consulTLS), sight: sight}, nil
 }
 
 // auditTransport carries audit mirror lines: the audit room is a Matrix room.
@@ -241,19 +247,31 @@ func matrixRoutes(cfg *config.Config, transport string) []incidents.Route {
 	return routes
 }
 
-func newWatchers(cfg *config.Config, clk clock.Clock, st *store.Store) []watchers.Watcher {
+// serverTLS builds the TLS client settings of Nomad and Consul, once for
+// the watchers and the commands.
+func serverTLS(cfg *config.Config) (nomad, consul *tls.Config, err error) {
+	if nomad, err = cfg.Nomad.TLS.Client(); err != nil {
+		return nil, nil, fmt.Errorf("nomad.tls: %w", err)
+	}
+	if consul, err = cfg.Consul.TLS.Client(); err != nil {
+		return nil, nil, fmt.Errorf("consul.tls: %w", err)
+	}
+	return nomad, consul, nil
+}
+
+func newWatchers(cfg *config.Config, clk clock.Clock, st *store.Store, nomadTLS, consulTLS *tls.Config) []watchers.Watcher {
 	var ws []watchers.Watcher
 	if cfg.Nomad.Watch {
 		ws = append(ws, watchers.NewNomad(watchers.NomadConfig{
 			Address: cfg.Nomad.Address, Region: cfg.Nomad.Region, Token: cfg.Nomad.Token.Reveal(),
 			Namespaces: cfg.Nomad.Namespaces, Topics: cfg.Nomad.Topics, StreamTimeout: cfg.Nomad.StreamTimeout.Duration,
-			Clock: clk,
+			Clock: clk, TLS: nomadTLS,
 		}, st))
 	}
 	if cfg.Consul.Watch {
 		ws = append(ws, watchers.NewConsul(watchers.ConsulConfig{
 			Address: cfg.Consul.Address, Datacenter: cfg.Consul.Datacenter, Token: cfg.Consul.Token.Reveal(),
-			Wait: cfg.Consul.Wait.Duration, MinInterval: cfg.Consul.MinInterval.Duration,
+			Wait: cfg.Consul.Wait.Duration, MinInterval: cfg.Consul.MinInterval.Duration, TLS: consulTLS,
 		}))
 	}
 	return ws
