@@ -31,8 +31,8 @@ import (
 type Config struct {
 	Address   string // default http://127.0.0.1:4646
 	Region    string
-	Namespace string // default: the server's default namespace
-	Token     string // ACL token; never logged nor shown
+	Namespace string      // default: the server's default namespace
+	Token     string      // ACL token; never logged nor shown
 	TLS       *tls.Config // for https addresses; nil: the system's CAs, no client certificate
 	// PollInterval paces retries after errors and waits on servers that
 	// answer blocking queries at once. Default 1s.
