@@ -237,7 +237,9 @@ func Default() *Config {
 
 // Load reads the config file at path, or only the defaults and environment
 // when path is "". A file that cannot be read yields a plain error wrapping
-// the os error; anything wrong with its content yields *Errors.
+// the os error; anything wrong with its content yields *Errors, and, when
+// the file is valid TOML, the configuration as far as it could be read,
+// so that "check-config" can go on checking it.
 func Load(path string) (*Config, error) {
 	return load(path, os.Getenv)
 }
@@ -266,9 +268,12 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	c.validateTLS(d, "nomad", c.Nomad.Address, c.Nomad.TLS)
 	c.validateTLS(d, "consul", c.Consul.Address, c.Consul.TLS)
 	c.resolveSecrets(getenv, d)
+	if c.LDAP.URL != "" && c.LDAP.BindDN != "" && !c.LDAP.BindPassword.IsSet() && c.LDAP.BindPasswordFile == "" {
+		d.add("ldap.bind_dn", "needs its password: bind_password_file, or the environment variable VIGIE_LDAP_BIND_PASSWORD")
+	}
 	if len(d.problems) > 0 {
 		sortProblems(d.problems)
-		return nil, &Errors{Problems: d.problems}
+		return c, &Errors{Problems: d.problems}
 	}
 	return c, nil
 }

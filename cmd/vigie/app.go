@@ -210,18 +210,36 @@ func alertRules(cfg *config.Config) ([]incidents.Rule, error) {
 	return rules, nil
 }
 
+// buildProblems builds what "vigie run" builds from a configuration, as
+// it would, without contacting anything: what it refuses is a problem.
+func buildProblems(cfg *config.Config) []config.Problem {
+	var out []config.Problem
+	if _, _, err := newAuthorizer(cfg); err != nil {
+		key := "policy"
+		if cfg.LDAP.URL != "" && strings.HasPrefix(err.Error(), "ldap") {
+			key = "ldap"
+		}
+		out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: err.Error()})
+	}
+	if _, _, err := serverTLS(cfg); err != nil {
+		out = append(out, config.Problem{File: cfg.File, Key: "tls", Msg: err.Error()})
+	}
+	return out
+}
+
 // alertProblems checks what config cannot: the rule names.
 func alertProblems(cfg *config.Config) []config.Problem {
 	var out []config.Problem
-	known := map[string]bool{}
-	for _, n := range incidents.RuleNames() {
-		known[n] = true
-	}
+	names := incidents.RuleNames()
 	check := func(key, rule string) {
-		if !known[rule] {
-			out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key,
-				Msg: fmt.Sprintf("unknown rule %q (rules: %s)", rule, strings.Join(incidents.RuleNames(), ", "))})
+		if slices.Contains(names, rule) {
+			return
 		}
+		msg := fmt.Sprintf("unknown rule %q (rules: %s)", rule, strings.Join(names, ", "))
+		if near, ok := suggest.Closest(rule, names); ok {
+			msg = fmt.Sprintf("unknown rule %q (did you mean %q?)", rule, near)
+		}
+		out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: msg})
 	}
 	for _, r := range cfg.Alerts.DisabledRules {
 		check("alerts.disabled_rules", r)

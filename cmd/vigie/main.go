@@ -97,20 +97,30 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// checkConfig reports every problem of a configuration in one run: those
+// of the file, the names it uses (rules, commands), and, when the file is
+// otherwise sound, whatever building the objects "vigie run" builds from
+// it would refuse (the directory, the policy, TLS). Nothing is contacted.
 func checkConfig(cfg *config.Config, err error, path string, stdout, stderr io.Writer) int {
 	var problems *config.Errors
+	var ps []config.Problem
 	switch {
 	case errors.As(err, &problems):
-		fmt.Fprintf(stderr, "%s: %d problem(s):\n%v\n", displayPath(path), len(problems.Problems), err)
-		return 1
+		ps = problems.Problems
 	case err != nil:
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	ps := append(alertProblems(cfg), policyProblems(cfg)...)
-	// A file that configures Matrix must be complete enough for "vigie run".
-	if cfg.Matrix.Homeserver != "" || cfg.Matrix.UserID != "" {
-		ps = append(ps, cfg.MatrixProblems()...)
+	if cfg != nil { // valid TOML
+		ps = append(ps, alertProblems(cfg)...)
+		ps = append(ps, policyProblems(cfg)...)
+		// A file that configures Matrix must be complete enough for "vigie run".
+		if cfg.Matrix.Homeserver != "" || cfg.Matrix.UserID != "" {
+			ps = append(ps, cfg.MatrixProblems()...)
+		}
+		if len(ps) == 0 {
+			ps = buildProblems(cfg)
+		}
 	}
 	if len(ps) > 0 {
 		fmt.Fprintf(stderr, "%s: %d problem(s):\n%v\n", displayPath(path), len(ps), &config.Errors{Problems: ps})

@@ -37,11 +37,33 @@ uid: bob
 cn: Bob
 sn: Dev
 
+dn: uid=carol,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: carol
+cn: Carol
+sn: Ops
+
 dn: cn=deployers,ou=groups,dc=example,dc=org
 objectClass: groupOfNames
 cn: deployers
 member: uid=alice,ou=people,dc=example,dc=org
+member: uid=carol,ou=people,dc=example,dc=org
 `
+
+// examplePolicy is the [policy] section of config.example.toml, as shipped.
+func examplePolicy(t *testing.T) string {
+	t.Helper()
+	example, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(example)
+	start, end := strings.Index(s, "\n[policy]\n"), strings.Index(s, "\n[alerts]\n")
+	if start < 0 || end < start || !strings.Contains(s[start:end], "[[policy.rules]]") {
+		t.Fatal("config.example.toml has no [policy] section with rules before [alerts]")
+	}
+	return s[start:end]
+}
 
 var confirmCode = regexp.MustCompile(`confirm (\d{6})`)
 
@@ -91,12 +113,7 @@ bind_password_file = %q
 timeout = "1s"
 user_base_dn = "ou=people,dc=example,dc=org"
 localpart_domains = ["localhost"]
-[policy]
-read_open = true
-[[policy.rules]]
-commands = ["deploy"]
-groups = ["cn=deployers,ou=groups,dc=example,dc=org"]
-`, nomad.URL, ldap.URL, ldap.AdminDN, pw)
+%s`, nomad.URL, ldap.URL, ldap.AdminDN, pw, examplePolicy(t))
 	if err := os.WriteFile(e.config, append(cfg, extra...), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +178,32 @@ groups = ["cn=deployers,ou=groups,dc=example,dc=org"]
 	}
 	ev = e.alice.SendText(t, room, "!vigie ping")
 	e.replyWith(t, room.String(), ev.String(), "pong")
+	ldap.Restart(t)
+
+	// An outsider's ✅ on alice's preview applies nothing.
+	ev = e.alice.SendText(t, room, "!vigie scale shop frontend 3")
+	preview = e.replyWith(t, room.String(), ev.String(), "shop/frontend: 2 → 3")
+	var previewID id.EventID
+	for _, m := range e.alice.Messages(t, room) {
+		if c := m.Content.AsMessage(); m.Sender == e.botID && c.RelatesTo.GetReplyTo() == ev && strings.Contains(c.Body, "shop/frontend: 2 → 3") {
+			previewID = m.ID
+		}
+	}
+	reaction, err := e.bob.Client.SendReaction(t.Context(), room, previewID, "✅")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.replyWith(t, room.String(), reaction.EventID.String(), "only @alice:localhost, who asked for it, can confirm this scale")
+	// The requester who left the group since the preview is refused.
+	code = confirmCode.FindStringSubmatch(preview)[1]
+	if err := ldap.Apply(t.Context(), "dn: cn=deployers,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: member\nmember: uid=alice,ou=people,dc=example,dc=org\n"); err != nil {
+		t.Fatal(err)
+	}
+	confirm = e.alice.SendText(t, room, "!vigie confirm "+code)
+	e.replyWith(t, room.String(), confirm.String(), "not applied: you (uid=alice,ou=people,dc=example,dc=org) are not in any group allowed to run scale")
+	if n := *nomad.Job("shop").TaskGroups[0].Count; n != 2 {
+		t.Fatalf("scaled to %d by a former deployer", n)
+	}
 	bot.stop(t)
 }
 
