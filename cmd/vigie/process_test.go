@@ -14,25 +14,40 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigie/vigie/internal/testenv"
 )
 
-// The end-to-end tests run the real binary, built once per test run, so
-// that a SIGKILL kills exactly what an operator would run.
+// The end-to-end tests run the real binary, built once per test run into
+// binDir (removed by TestMain), so that a SIGKILL kills exactly what an
+// operator would run.
 var (
 	buildOnce sync.Once
+	binDir    string
 	binPath   string
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	// Tests reach only the servers they start: a shell set up for the
+	// operator's clusters (NOMAD_ADDR, NOMAD_TOKEN, CONSUL_HTTP_ADDR,
+	// VIGIE_CONFIG...) must not steer them, nor the binaries they run.
+	testenv.IsolateEnv()
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 func vigieBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vigie-e2e-bin")
-		if err != nil {
-			buildErr = err
+		binDir, buildErr = os.MkdirTemp("", "vigie-e2e-bin")
+		if buildErr != nil {
 			return
 		}
-		binPath = filepath.Join(dir, "vigie")
+		binPath = filepath.Join(binDir, "vigie")
 		args := []string{"build", "-tags", "goolm", "-o", binPath}
 		if raceEnabled {
 			args = append(args, "-race")
