@@ -42,8 +42,12 @@ func editOf(root id.EventID, want string) func([]*event.Event) bool {
 	}
 }
 
+// Alice handles the alert as the shipped policy lets ops do: reactions
+// and commands, authorized by her LDAP groups.
 func TestAlertReactionsAndCommandsInMatrix(t *testing.T) {
+	t.Parallel()
 	e := newMatrixEnv(t)
+	e.useDirectory(t)
 	room := e.alice.CreateRoom(t, false, e.botID)
 	frames := fakenomad.CaptureFrames()
 	nomad, st, bot := e.startAlerting(t, room, frames)

@@ -48,7 +48,39 @@ objectClass: groupOfNames
 cn: deployers
 member: uid=alice,ou=people,dc=example,dc=org
 member: uid=carol,ou=people,dc=example,dc=org
+
+dn: cn=ops,ou=groups,dc=example,dc=org
+objectClass: groupOfNames
+cn: ops
+member: uid=alice,ou=people,dc=example,dc=org
 `
+
+// useDirectory starts slapd with opsLDIF and points the bot's config at
+// it, under the policy config.example.toml ships.
+func (e *matrixEnv) useDirectory(t *testing.T) *testenv.Slapd {
+	t.Helper()
+	ldap := testenv.StartSlapd(t, opsLDIF)
+	pw := filepath.Join(e.dir, "ldap-password")
+	if err := os.WriteFile(pw, []byte(ldap.AdminPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := fmt.Sprintf(`[ldap]
+url = %q
+bind_dn = %q
+bind_password_file = %q
+timeout = "1s"
+user_base_dn = "ou=people,dc=example,dc=org"
+localpart_domains = ["localhost"]
+%s`, ldap.URL, ldap.AdminDN, pw, examplePolicy(t))
+	if err := os.WriteFile(e.config, append(cfg, section...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ldap
+}
 
 // examplePolicy is the [policy] section of config.example.toml, as shipped.
 func examplePolicy(t *testing.T) string {
@@ -85,35 +117,20 @@ func (e *matrixEnv) replyWith(t *testing.T, room string, cmd, want string) strin
 }
 
 func TestDeployFromMatrixAuthorizedByLDAP(t *testing.T) {
+	t.Parallel()
 	e := newMatrixEnv(t)
-	ldap := testenv.StartSlapd(t, opsLDIF)
+	ldap := e.useDirectory(t)
 	nomad := fakenomad.New(t, fakenomad.Config{})
 	nomad.SetDeploymentStep(100 * time.Millisecond)
 	nomad.AddJob(fakenomad.ShopJob())
 	room := e.alice.CreateRoom(t, false, e.botID, e.bob.ID)
 	e.bob.JoinRoom(t, room)
 
-	pw := filepath.Join(e.dir, "ldap-password")
-	if err := os.WriteFile(pw, []byte(ldap.AdminPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cfg, err := os.ReadFile(e.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	extra := fmt.Sprintf(`[nomad]
-address = %q
-watch = false
-[consul]
-watch = false
-[ldap]
-url = %q
-bind_dn = %q
-bind_password_file = %q
-timeout = "1s"
-user_base_dn = "ou=people,dc=example,dc=org"
-localpart_domains = ["localhost"]
-%s`, nomad.URL, ldap.URL, ldap.AdminDN, pw, examplePolicy(t))
+	extra := fmt.Sprintf("[nomad]\naddress = %q\nwatch = false\n[consul]\nwatch = false\n", nomad.URL)
 	if err := os.WriteFile(e.config, append(cfg, extra...), 0o600); err != nil {
 		t.Fatal(err)
 	}
