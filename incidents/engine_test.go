@@ -908,7 +908,7 @@ func TestFlappingEditsAreBounded(t *testing.T) {
 	for _, k := range keys {
 		f.feed("fire:" + k + ":down")
 	}
-	for step := range 210 { // 21 s, a change every 100 ms
+	for step := range 84 { // 21 s, a change every 250 ms: 20 per edit interval
 		for _, k := range keys {
 			if step%2 == 0 {
 				f.feed("resolve:" + k)
@@ -916,7 +916,7 @@ func TestFlappingEditsAreBounded(t *testing.T) {
 				f.feed("fire:" + k + ":down again")
 			}
 		}
-		f.advance(100 * time.Millisecond)
+		f.advance(250 * time.Millisecond)
 	}
 	f.feed("resolve:a") // the last state
 	f.advance(5 * time.Second)

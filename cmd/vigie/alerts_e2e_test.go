@@ -156,6 +156,7 @@ func (c *alertConsole) end(t *testing.T) {
 
 // The captured scenario, replayed live by the fakes, as the console shows it.
 func TestConsoleShowsAlertsFromNomadAndConsul(t *testing.T) {
+	t.Parallel()
 	c := startAlertConsole(t, "")
 	c.nomad.Append(fakenomad.CaptureFrames()[captureStart:]...)
 	c.consul.ExpireTTL()
@@ -200,6 +201,7 @@ func waitRequests(t *testing.T, ok func() bool) {
 // it comes back as a new cluster (a lower index), Vigie says its history
 // restarted, follows it from there and sees it again.
 func TestConsoleSaysWhenItCannotSee(t *testing.T) {
+	t.Parallel()
 	c := startAlertConsole(t, `blind_after = "1s"`)
 	stopped := time.Now()
 	c.nomad.Stop()
@@ -238,6 +240,7 @@ func frameAt(t *testing.T, frames []string, index uint64) string {
 // A task crash-looping and a node put in maintenance, in Nomad's and
 // Consul's own shapes, through the real watchers to the console.
 func TestConsoleShowsRestartLoopsAndMaintenance(t *testing.T) {
+	t.Parallel()
 	c := startAlertConsole(t, "")
 	c.nomad.Append(fakenomad.RestartLoopFrames()...)
 	c.out.waitFor(t, 20*time.Second,

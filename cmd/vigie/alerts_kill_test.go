@@ -205,6 +205,7 @@ func (e *matrixEnv) startAlerting(t *testing.T, room id.RoomID, frames []string)
 // restarted at random points while the scenario streams in, and the room
 // ends up exactly as after an uninterrupted run.
 func TestAlertsExactlyOnceAcrossKills(t *testing.T) {
+	t.Parallel()
 	e := newMatrixEnv(t)
 	room := e.alice.CreateRoom(t, false, e.botID)
 	frames := fakenomad.CaptureFrames()

@@ -133,6 +133,7 @@ func (e *matrixEnv) assertOneReplyEach(t *testing.T, room id.RoomID, answered []
 }
 
 func TestMatrixEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newMatrixEnv(t)
 	bot, ready := e.start(t)
 	t.Logf("FIGURE start to first completed sync: %v (race detector: %v)", ready, raceEnabled)
@@ -320,6 +321,7 @@ func waitOutbox(t *testing.T, dataDir string, done func(map[string]int) bool) {
 }
 
 func TestMatrixBadCredentialsAndUnreachableHomeserver(t *testing.T) {
+	t.Parallel()
 	e := newMatrixEnv(t)
 	if err := os.WriteFile(filepath.Join(e.dir, "password"), []byte("wrong-password"), 0o600); err != nil {
 		t.Fatal(err)

@@ -98,6 +98,7 @@ func TestCheckConfig(t *testing.T) {
 }
 
 func TestConsoleAnswersInOrderAndExits(t *testing.T) {
+	t.Parallel()
 	cfg := writeConfig(t, "data_dir = \"data\"\n")
 	code, out, errOut := vigie(t, "ping\nhelp\n!vigie pnig\nping \"unterminated\n", "console", "--config", cfg, "--as", "@alice:example.org")
 	if code != 0 {
@@ -143,6 +144,7 @@ func TestExampleConfigNamesEveryRule(t *testing.T) {
 // SIGINT or SIGTERM end the console promptly even while its input stays
 // open (observed: up for 14 minutes after a SIGTERM).
 func TestConsoleExitsOnSignalWithInputOpen(t *testing.T) {
+	t.Parallel()
 	cfg := writeConfig(t, "data_dir = \"data\"\n")
 	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
 		cmd := exec.Command(vigieBinary(t), "console", "--config", cfg)
