@@ -182,14 +182,19 @@ func policyProblems(cfg *config.Config) []config.Problem {
 			if slices.Contains(known, name) {
 				continue
 			}
-			msg := fmt.Sprintf("unknown command %q (commands: %s)", name, strings.Join(known, ", "))
-			if near, ok := suggest.Closest(name, known); ok {
-				msg = fmt.Sprintf("unknown command %q (did you mean %q?)", name, near)
-			}
-			out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: msg})
+			out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: unknownName("command", name, known)})
 		}
 	}
 	return out
+}
+
+// unknownName says that name is not one of the known kinds, suggesting
+// the nearest or else listing them all.
+func unknownName(kind, name string, known []string) string {
+	if near, ok := suggest.Closest(name, known); ok {
+		return fmt.Sprintf("unknown %s %q (did you mean %q?)", kind, name, near)
+	}
+	return fmt.Sprintf("unknown %s %q (%ss: %s)", kind, name, kind, strings.Join(known, ", "))
 }
 
 // alertRules builds the enabled rules with their severity overrides.
@@ -235,11 +240,7 @@ func alertProblems(cfg *config.Config) []config.Problem {
 		if slices.Contains(names, rule) {
 			return
 		}
-		msg := fmt.Sprintf("unknown rule %q (rules: %s)", rule, strings.Join(names, ", "))
-		if near, ok := suggest.Closest(rule, names); ok {
-			msg = fmt.Sprintf("unknown rule %q (did you mean %q?)", rule, near)
-		}
-		out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: msg})
+		out = append(out, config.Problem{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: unknownName("rule", rule, names)})
 	}
 	for _, r := range cfg.Alerts.DisabledRules {
 		check("alerts.disabled_rules", r)
