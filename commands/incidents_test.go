@@ -170,4 +170,10 @@ func TestAlertsSaysWhatVigieCannotSee(t *testing.T) {
 	if m := f.one(t, "alerts"); m.Plain != "✅ No open incident; Vigie sees Nomad, Consul." {
 		t.Fatalf("alerts while seeing: %q", m.Plain)
 	}
+	// A source that hides part of its state is named too.
+	src[1].Missing = "Consul leaves out the health checks the token may not read (ACL)"
+	if m := f.one(t, "alerts"); strings.Contains(m.Plain, "✅") ||
+		!strings.Contains(m.Plain, "Vigie sees only part of Consul: Consul leaves out the health checks the token may not read (ACL) (http://10.0.0.1:8500)") {
+		t.Fatalf("alerts while partial:\n%s", m.Plain)
+	}
 }

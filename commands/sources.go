@@ -13,14 +13,18 @@ type Sources interface {
 	Statuses() []watchers.SourceStatus
 }
 
-// unseenSources lists the sources Vigie cannot read right now, one line
-// each; none when it reads them all (or watches nothing).
+// unseenSources lists the sources Vigie cannot read right now, or that
+// leave part of their state out, one line each; none when it reads them
+// all (or watches nothing).
 func unseenSources(src Sources) []render.Node {
 	if src == nil {
 		return nil
 	}
 	var out []render.Node
 	for _, s := range src.Statuses() {
+		if s.Up && s.Missing != "" {
+			out = append(out, render.Group(render.Bold(render.Text("🟠 Vigie sees only part of "+s.Display)), render.Text(": "+s.Missing+" ("+s.Address+")")))
+		}
 		if s.Up {
 			continue
 		}

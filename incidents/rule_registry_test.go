@@ -9,7 +9,7 @@ func TestRuleRegistry(t *testing.T) {
 	all := []string{
 		"alloc-failed", "alloc-lost", "alloc-oom", "consul-check", "consul-maintenance", "consul-service-empty",
 		"deployment-failed", "eval-blocked", "job-stopped", "node-down", "node-unschedulable",
-		"restarts-exhausted", "source-blind", "source-rewound", "task-restarting",
+		"restarts-exhausted", "source-blind", "source-partial", "source-rewound", "task-restarting",
 	}
 	names := func(rules []Rule) []string {
 		var out []string

@@ -52,3 +52,31 @@ func TestSourceIncidentsReachEveryRoom(t *testing.T) {
 		t.Fatalf("the warning notice reached the critical-only room: %d messages", len(roots))
 	}
 }
+
+// A source that leaves part of its state out is a warning in every room,
+// resolved when it shows everything again; the other Sight news is not
+// its business.
+func TestSourcePartial(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.Rules = []Rule{SourcePartial{Severity: Warning}}
+		c.Routes = []Route{{Transport: "test", Room: "!web", Jobs: []string{"web*"}}}
+	})
+	at := time.Date(2026, 11, 26, 12, 3, 0, 0, time.UTC)
+	partial := watchers.Sight{Source: "Consul", Address: "http://10.0.0.2:8500", Since: at,
+		Reason: "Consul leaves out the health checks the token may not read (ACL)"}
+	f.consume(watchers.Event{Source: "consul", Topic: watchers.TopicSight, Type: watchers.SightBlind, Sight: &partial})
+	if roots, _, _ := f.messages("!web"); len(roots) != 0 {
+		t.Fatalf("fired on blindness: %v", roots)
+	}
+	f.consume(watchers.Event{Source: "consul", Topic: watchers.TopicSight, Type: watchers.SightPartial, Sight: &partial})
+	roots, _, _ := f.messages("!web")
+	if len(roots) != 1 || !strings.Contains(roots[0].Plain, "WARNING · Vigie sees only part of Consul") ||
+		!strings.Contains(roots[0].Plain, "may not read (ACL) (http://10.0.0.2:8500)") {
+		t.Fatalf("messages %v", roots)
+	}
+	whole := watchers.Sight{Source: "Consul", Address: partial.Address, Since: at.Add(time.Minute)}
+	f.consume(watchers.Event{Source: "consul", Topic: watchers.TopicSight, Type: watchers.SightWhole, Sight: &whole})
+	if in := f.incident("sight/consul/partial"); in.State != store.IncidentResolved || in.Resolution != "Vigie sees all of Consul again" {
+		t.Fatalf("after whole: %+v", in)
+	}
+}

@@ -76,6 +76,7 @@ type SourceReading struct {
 	Name        string // e.g. "nomad"
 	Up          bool   // the last attempt to read it succeeded
 	Blind       bool   // not read for longer than the grace period
+	Partial     bool   // it answers but leaves part of its state out
 	LastContact time.Time
 	LastEvent   time.Time // when its latest events were stored
 }
@@ -91,6 +92,8 @@ var (
 		"1 if the last attempt to read the source (Nomad event stream, Consul health...) succeeded, else 0.", []string{"source"}, nil)
 	sourceBlindDesc = prometheus.NewDesc("vigie_source_blind",
 		"1 if Vigie has not read the source for longer than alerts.blind_after, else 0.", []string{"source"}, nil)
+	sourcePartialDesc = prometheus.NewDesc("vigie_source_partial",
+		"1 if the source answers but leaves part of its state out (Consul filtering checks by ACL), else 0.", []string{"source"}, nil)
 	sourceContactDesc = prometheus.NewDesc("vigie_source_last_contact_timestamp_seconds",
 		"When the source last answered (event, heartbeat, response), as a Unix time; absent before the first answer.", []string{"source"}, nil)
 	sourceEventDesc = prometheus.NewDesc("vigie_source_last_event_timestamp_seconds",
@@ -102,6 +105,7 @@ type sourceCollector func() []SourceReading
 func (sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sourceUpDesc
 	ch <- sourceBlindDesc
+	ch <- sourcePartialDesc
 	ch <- sourceContactDesc
 	ch <- sourceEventDesc
 }
@@ -116,6 +120,7 @@ func (read sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range read() {
 		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, flag(s.Up), s.Name)
 		ch <- prometheus.MustNewConstMetric(sourceBlindDesc, prometheus.GaugeValue, flag(s.Blind), s.Name)
+		ch <- prometheus.MustNewConstMetric(sourcePartialDesc, prometheus.GaugeValue, flag(s.Partial), s.Name)
 		for desc, at := range map[*prometheus.Desc]time.Time{sourceContactDesc: s.LastContact, sourceEventDesc: s.LastEvent} {
 			if !at.IsZero() {
 				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(at.UnixMilli())/1000, s.Name)

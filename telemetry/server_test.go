@@ -18,7 +18,7 @@ func TestHandler(t *testing.T) {
 	m.RegisterSources(func() []SourceReading {
 		return []SourceReading{
 			{Name: "nomad", Up: true, LastContact: time.Unix(1700000000, 500e6), LastEvent: time.Unix(1690000000, 0)},
-			{Name: "consul", Blind: true},
+			{Name: "consul", Blind: true}, {Name: "consul-eu", Up: true, Partial: true},
 		}
 	})
 	var notReady error = errors.New("matrix not synced yet")
@@ -53,7 +53,8 @@ func TestHandler(t *testing.T) {
 		`vigie_source_up{source="nomad"} 1`, `vigie_source_blind{source="nomad"} 0`,
 		`vigie_source_last_contact_timestamp_seconds{source="nomad"} 1.7000000005e+09`,
 		`vigie_source_last_event_timestamp_seconds{source="nomad"} 1.69e+09`,
-		`vigie_source_up{source="consul"} 0`, `vigie_source_blind{source="consul"} 1`,
+		`vigie_source_up{source="consul"} 0`, `vigie_source_blind{source="consul"} 1`, `vigie_source_partial{source="consul"} 0`,
+		`vigie_source_partial{source="consul-eu"} 1`, `vigie_source_partial{source="nomad"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s:\n%s", want, body)

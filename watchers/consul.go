@@ -119,7 +119,7 @@ func (c *Consul) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 		deliver = true
 		last    []consulKey // the previous snapshot delivered
 		outage  consulOutage
-		warned  bool // the ACL visibility warning, once per run
+		missing string // what the last answer left out, as told to the lookout
 	)
 	for {
 		if err := bucket.take(ctx); err != nil {
@@ -145,8 +145,12 @@ func (c *Consul) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 		}
 		lookout.Seen()
 		outage.recovered(log, c.cfg.Address)
-		if !warned {
-			warned = c.warnVisibility(log, res)
+		if m := c.missing(res); m != missing || index == 0 {
+			if m != "" && m != missing {
+				log.Warn().Str("address", c.cfg.Address).Msg(m)
+			}
+			missing = m
+			lookout.Partial(m)
 		}
 
 		next := max(res.index, 1) // never block on 0: it would return at once
@@ -176,19 +180,17 @@ func (c *Consul) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 	}
 }
 
-// warnVisibility says once when the token cannot see every check: the
-// pipeline reads a snapshot's silence as "healthy", so hidden checks would
-// never raise anything. It reports whether it warned.
-func (c *Consul) warnVisibility(log *zerolog.Logger, res consulResponse) bool {
+// missing says what an answer leaves out, "" if nothing: the pipeline
+// reads a snapshot's silence as "healthy", so checks the token cannot read
+// would never raise anything.
+func (c *Consul) missing(res consulResponse) string {
 	switch {
 	case res.filtered:
-		log.Warn().Str("address", c.cfg.Address).Msg("Consul filtered the health checks by ACL: the token cannot read every node and service, and Vigie will not see the checks it cannot read")
+		return "Consul leaves out the health checks the token may not read (ACL): it needs read on every node and service (deploy/acl/consul-watch.hcl)"
 	case c.cfg.Token == "" && res.aclPolicy == "deny":
-		log.Warn().Str("address", c.cfg.Address).Msg("Consul's default ACL policy is deny and no token is configured: Vigie only sees the checks the anonymous token may read")
-	default:
-		return false
+		return "Consul's default ACL policy is deny and no token is configured: Vigie sees only the checks the anonymous token may read (consul.token_file, deploy/acl/consul-watch.hcl)"
 	}
-	return true
+	return ""
 }
 
 // consulResponse is one answer of the health endpoint.

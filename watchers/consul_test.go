@@ -5,12 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -539,7 +536,7 @@ func TestConsulGarbageBody(t *testing.T) {
 func TestConsulAnonymousUnderDenyPolicyWarns(t *testing.T) {
 	h := startConsul(t, ConsulConfig{}, func(f *fakeconsul.Server) { f.SetToken("some-token") })
 	// Consul answers 200 and an empty list: the watcher cannot tell it from
-	// a healthy, empty cluster, so it says why once.
+	// a healthy, empty cluster, so it says why, once.
 	if b := h.next(t); !b.Snapshot || len(b.Events) != 0 {
 		t.Fatalf("%+v", b)
 	}
@@ -550,36 +547,43 @@ func TestConsulAnonymousUnderDenyPolicyWarns(t *testing.T) {
 	if w := h.logs.entries(t, "warn", "no token is configured"); len(w) != 1 {
 		t.Fatalf("warnings %v\n%s", w, h.logs)
 	}
+	if p := h.lookout.partials(); len(p) != 1 || !strings.Contains(p[0], "anonymous token") {
+		t.Fatalf("told the lookout %q", p)
+	}
 }
 
-func TestConsulFilteredByACLWarns(t *testing.T) {
-	// A token that may read only some nodes: Consul answers 200 with what it
-	// may read and says so in a header (never to the anonymous token).
-	var answers atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		answers.Add(1)
-		w.Header().Set("X-Consul-Index", "48")
-		w.Header().Set("X-Consul-Results-Filtered-By-ACLs", "true")
-		_, _ = w.Write([]byte("[]"))
-	}))
-	defer srv.Close()
-	logs := &consulLogs{}
-	ctx, cancel := context.WithCancel(zerolog.New(logs).WithContext(t.Context()))
-	defer cancel()
-	sink := &consulSink{batches: make(chan Batch, 100)}
-	w := NewConsul(ConsulConfig{Address: srv.URL, Token: "partial", Wait: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond})
-	done := make(chan error, 1)
-	go func() { done <- w.Watch(ctx, sink, &lookoutLog{}) }()
-	<-sink.batches
-	for answers.Load() < 4 { // a few more answers, all filtered
-		time.Sleep(5 * time.Millisecond)
+// A token that may read only some services: Consul answers 200 without the
+// other services' checks and says so in a header. The watcher tells its
+// lookout (the room hears of it) and logs it once, and says when the
+// token reads everything again.
+func TestConsulFilteredByACLIsTold(t *testing.T) {
+	var fake *fakeconsul.Server
+	h := startConsul(t, ConsulConfig{Token: "nomad-only"}, func(f *fakeconsul.Server) {
+		f.SetToken("admin")
+		f.SetScopedToken("nomad-only", "nomad")
+		fake = f
+	})
+	b := h.next(t)
+	for _, ev := range b.Events {
+		if ev.Check.ServiceName == "web" {
+			t.Fatalf("the web check was not filtered: %+v", ev.Check)
+		}
 	}
-	cancel()
-	if err := <-done; err != nil {
+	h.waitRequests(t, 1, atIndex(48)) // blocking: more answers, all filtered
+	// The token's new rights apply from the next query, as in Consul,
+	// which resolves a token once per request, before it blocks.
+	fake.SetScopedToken("nomad-only", "")
+	fake.ExpireTTL()
+	h.next(t)
+	waitFor(t, "the lookout told that Consul shows everything", func() bool { return len(h.lookout.partials()) == 2 })
+	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if warns := logs.entries(t, "warn", "filtered the health checks by ACL"); len(warns) != 1 {
-		t.Fatalf("warnings %v\n%s", warns, logs)
+	if warns := h.logs.entries(t, "warn", "leaves out the health checks the token may not read"); len(warns) != 1 {
+		t.Fatalf("warnings %v\n%s", warns, h.logs)
+	}
+	if p := h.lookout.partials(); !strings.Contains(p[0], "needs read on every node and service") || p[1] != "" {
+		t.Fatalf("told the lookout %q", p)
 	}
 }
 

@@ -60,6 +60,8 @@ const (
 	SightBlind   = "blind"   // Vigie cannot read the source (down, refused, stuck) past the grace period
 	SightSeeing  = "seeing"  // it reads the source again (or for the first time since it started)
 	SightRewound = "rewound" // the source's history restarted below what Vigie had read
+	SightPartial = "partial" // the source answers but leaves out part of what Vigie watches
+	SightWhole   = "whole"   // it shows everything (again, or for the first time since it started)
 )
 
 // Sight is news about Vigie's watch of a source rather than about the
@@ -69,7 +71,7 @@ type Sight struct {
 	Source  string    // display name, e.g. "Nomad"
 	Address string    // where Vigie reads it
 	Since   time.Time // blind: when it stopped seeing; seeing: when it saw again
-	Reason  string    // blind: why, e.g. "connection refused"
+	Reason  string    // blind: why, e.g. "connection refused"; partial: what is left out, and why
 	// Rewound: the position Vigie had read up to (From) and the source's
 	// current index, where it resumes (To).
 	From, To uint64

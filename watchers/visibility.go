@@ -20,6 +20,10 @@ type Lookout interface {
 	Seen()
 	// Lost: an attempt to read the source failed; err says why and where.
 	Lost(err error)
+	// Partial: the source answers but leaves out part of what Vigie
+	// watches (an ACL filtering its answers): missing says what and why.
+	// "" says it shows everything.
+	Partial(missing string)
 }
 
 // SourceStatus is what Vigie knows of its view of one source.
@@ -31,6 +35,7 @@ type SourceStatus struct {
 	Blind       bool      // not up for longer than the grace period
 	Since       time.Time // up: since when; not up: since the first failure (or the start)
 	Reason      string    // not up: the latest failure
+	Missing     string    // what the source leaves out of its answers ("" if nothing)
 	LastContact time.Time // the latest answer, frame or heartbeat; zero if none yet
 	LastEvent   time.Time // when the latest events from it were stored; zero if none yet
 }
@@ -51,7 +56,9 @@ type Visibility struct {
 
 type sourceState struct {
 	SourceStatus
-	said string // the last Sight type delivered: "", SightBlind or SightSeeing
+	said        string // the last Sight type delivered: "", SightBlind or SightSeeing
+	partKnown   bool   // the watcher said whether the source shows everything
+	saidPartial string // the last delivered of SightPartial and SightWhole
 }
 
 // NewVisibility returns a tracker whose sources go blind after grace.
@@ -101,8 +108,19 @@ func (s recordingSink) Consume(ctx context.Context, b Batch) error {
 	return err
 }
 
-func (l lookout) Seen()          { l.v.seen(l.name) }
-func (l lookout) Lost(err error) { l.v.lost(l.name, err) }
+func (l lookout) Seen()                  { l.v.seen(l.name) }
+func (l lookout) Lost(err error)         { l.v.lost(l.name, err) }
+func (l lookout) Partial(missing string) { l.v.partial(l.name, missing) }
+
+func (v *Visibility) partial(name, missing string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.sources[name]
+	if !s.partKnown || s.Missing != missing {
+		s.partKnown, s.Missing = true, missing
+		v.wake()
+	}
+}
 
 func (v *Visibility) seen(name string) {
 	now := v.clock.Now()
@@ -149,18 +167,22 @@ func (v *Visibility) Statuses() []SourceStatus {
 	return out
 }
 
-// Blind is an error naming the blind sources, or nil: /readyz fails with it.
-func (v *Visibility) Blind() error {
-	var blind []string
+// Unseen is an error naming the blind sources and those that leave part
+// of their answers out, or nil: /readyz fails with it.
+func (v *Visibility) Unseen() error {
+	var unseen []string
 	for _, s := range v.Statuses() {
-		if s.Blind {
-			blind = append(blind, fmt.Sprintf("%s (%s) not seen since %s: %s", s.Display, s.Address, s.Since.UTC().Format(time.RFC3339), s.Reason))
+		switch {
+		case s.Blind:
+			unseen = append(unseen, fmt.Sprintf("blind to %s (%s) since %s: %s", s.Display, s.Address, s.Since.UTC().Format(time.RFC3339), s.Reason))
+		case s.Up && s.Missing != "":
+			unseen = append(unseen, fmt.Sprintf("%s (%s) shows only part of its state: %s", s.Display, s.Address, s.Missing))
 		}
 	}
-	if len(blind) == 0 {
+	if len(unseen) == 0 {
 		return nil
 	}
-	return errors.New("blind to " + strings.Join(blind, "; "))
+	return errors.New(strings.Join(unseen, "; "))
 }
 
 // visibilityTick bounds how late a source is declared blind after its
@@ -169,7 +191,8 @@ const visibilityTick = time.Second
 
 // Run tells the sink, until ctx is done, when a source goes blind and when
 // it is seen again (the first time after start too, which resolves what a
-// previous run left open). A delivery that fails is retried.
+// previous run left open), and likewise when it starts and stops leaving
+// part of its answers out. A delivery that fails is retried.
 func (v *Visibility) Run(ctx context.Context, sink Sink) {
 	t := time.NewTicker(visibilityTick)
 	defer t.Stop()
@@ -195,22 +218,29 @@ func (v *Visibility) Run(ctx context.Context, sink Sink) {
 // news returns a Sight event for each source whose state changed since it
 // was last delivered.
 func (v *Visibility) news() []Event {
+	now := v.clock.Now()
 	var out []Event
 	for _, s := range v.Statuses() {
 		v.mu.Lock()
-		said := v.sources[s.Name].said
+		st := *v.sources[s.Name]
 		v.mu.Unlock()
-		typ := ""
-		switch {
-		case s.Up && said != SightSeeing:
-			typ = SightSeeing
-		case s.Blind && said != SightBlind:
-			typ = SightBlind
-		default:
-			continue
+		sight := func(typ, reason string, since time.Time) {
+			out = append(out, Event{Source: s.Name, Topic: TopicSight, Type: typ, Time: since,
+				Sight: &Sight{Source: s.Display, Address: s.Address, Since: since, Reason: reason}})
 		}
-		out = append(out, Event{Source: s.Name, Topic: TopicSight, Type: typ, Time: s.Since,
-			Sight: &Sight{Source: s.Display, Address: s.Address, Since: s.Since, Reason: s.Reason}})
+		switch {
+		case s.Up && st.said != SightSeeing:
+			sight(SightSeeing, s.Reason, s.Since)
+		case s.Blind && st.said != SightBlind:
+			sight(SightBlind, s.Reason, s.Since)
+		}
+		switch {
+		case !st.partKnown:
+		case s.Missing != "" && st.saidPartial != SightPartial:
+			sight(SightPartial, s.Missing, now)
+		case s.Missing == "" && st.saidPartial != SightWhole:
+			sight(SightWhole, "", now)
+		}
 	}
 	return out
 }
@@ -219,5 +249,9 @@ func (v *Visibility) news() []Event {
 func (v *Visibility) said(name, typ string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if typ == SightPartial || typ == SightWhole {
+		v.sources[name].saidPartial = typ
+		return
+	}
 	v.sources[name].said = typ
 }

@@ -70,7 +70,7 @@ func TestVisibilityGoesBlindAfterTheGraceAndSeesAgain(t *testing.T) {
 	nomad.Seen()
 	consul.Seen()
 	waitTypes("nomad:seeing", "consul:seeing")
-	if err := v.Blind(); err != nil {
+	if err := v.Unseen(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -83,14 +83,14 @@ func TestVisibilityGoesBlindAfterTheGraceAndSeesAgain(t *testing.T) {
 		!st[0].LastContact.Equal(t0) || !st[1].Up {
 		t.Fatalf("within the grace: %+v", st)
 	}
-	if err := v.Blind(); err != nil {
+	if err := v.Unseen(); err != nil {
 		t.Fatalf("blind within the grace: %v", err)
 	}
 	// A later failure changes the reason, not the start of the outage.
 	nomad.Lost(errors.New("event stream at http://127.0.0.1:4646 sent nothing for 1m0s"))
 	clk.Advance(time.Second)
-	err := v.Blind()
-	if err == nil || !strings.Contains(err.Error(), "Nomad (http://127.0.0.1:4646) not seen since 2030-01-02T12:03:10Z: event stream") {
+	err := v.Unseen()
+	if err == nil || !strings.Contains(err.Error(), "blind to Nomad (http://127.0.0.1:4646) since 2030-01-02T12:03:10Z: event stream") {
 		t.Fatalf("blind: %v", err)
 	}
 	waitTypes("nomad:seeing", "consul:seeing", "nomad:blind")
@@ -106,7 +106,7 @@ func TestVisibilityGoesBlindAfterTheGraceAndSeesAgain(t *testing.T) {
 	waitFor(t, "a failed delivery", func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return sink.refused > 0 })
 	sink.setFail(nil)
 	waitTypes("nomad:seeing", "consul:seeing", "nomad:blind", "nomad:seeing")
-	if err := v.Blind(); err != nil {
+	if err := v.Unseen(); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
@@ -125,5 +125,47 @@ func TestVisibilityNeverReachedIsBlind(t *testing.T) {
 	}
 	if news := v.news(); len(news) != 1 || news[0].Type != SightBlind {
 		t.Fatalf("news %+v", news)
+	}
+}
+
+// A source that answers but leaves part of its state out (an ACL filter)
+// is announced, fails /readyz, and is announced whole again; a source
+// whose watcher never says (Nomad's stream is all or nothing) is not.
+func TestVisibilityTellsPartialViews(t *testing.T) {
+	clk := clock.NewManual(time.Date(2030, 1, 2, 12, 0, 0, 0, time.UTC))
+	v := NewVisibility(clk, time.Minute)
+	nomad := v.Add("nomad", "Nomad", "http://127.0.0.1:4646")
+	consul := v.Add("consul", "Consul", "http://127.0.0.1:8500")
+	types := func(evs []Event) string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Source+":"+e.Type)
+			v.said(e.Source, e.Type)
+		}
+		return strings.Join(out, ",")
+	}
+	nomad.Seen()
+	consul.Seen()
+	consul.Partial("Consul leaves out the checks the token may not read")
+	if got := types(v.news()); got != "nomad:seeing,consul:seeing,consul:partial" {
+		t.Fatalf("news %s", got)
+	}
+	err := v.Unseen()
+	if err == nil || err.Error() != "Consul (http://127.0.0.1:8500) shows only part of its state: Consul leaves out the checks the token may not read" {
+		t.Fatalf("unseen: %v", err)
+	}
+	if st := v.Statuses(); st[1].Missing == "" || st[0].Missing != "" {
+		t.Fatalf("statuses %+v", st)
+	}
+	consul.Partial("Consul leaves out the checks the token may not read") // told again on every answer
+	if got := types(v.news()); got != "" {
+		t.Fatalf("news repeated: %s", got)
+	}
+	consul.Partial("")
+	if got := types(v.news()); got != "consul:whole" {
+		t.Fatalf("news %s", got)
+	}
+	if err := v.Unseen(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,9 +37,23 @@ func (s *script) Watch(ctx context.Context, sink Sink, _ Lookout) error {
 
 // lookoutLog records what a watcher tells its lookout.
 type lookoutLog struct {
-	mu   sync.Mutex
-	seen int
-	lost []string
+	mu      sync.Mutex
+	seen    int
+	lost    []string
+	partial []string // every Partial call, "" included
+}
+
+func (l *lookoutLog) Partial(missing string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, missing)
+}
+
+// partials returns what the watcher said its source leaves out, call by call.
+func (l *lookoutLog) partials() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.partial)
 }
 
 func (l *lookoutLog) Seen() {

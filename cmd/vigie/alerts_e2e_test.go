@@ -224,6 +224,21 @@ func TestConsoleSaysWhenItCannotSee(t *testing.T) {
 	c.end(t)
 }
 
+// Consul turning ACLs on with a deny policy answers Vigie (no token)
+// with an empty list and no error: the room is told that Vigie sees only
+// part of Consul, and told again when it sees all of it.
+func TestConsoleSaysWhatConsulHides(t *testing.T) {
+	t.Parallel()
+	c := startAlertConsole(t, "")
+	c.consul.SetToken("management-only")
+	c.out.waitFor(t, 20*time.Second, "Vigie sees only part of Consul", "the anonymous token", c.consul.URL)
+	fmt.Fprintln(c.stdin, "alerts")
+	c.out.waitFor(t, 10*time.Second, "🟠 Vigie sees only part of Consul: Consul's default ACL policy is deny")
+	c.consul.SetToken("")
+	c.out.waitFor(t, 20*time.Second, "RESOLVED · Vigie sees only part of Consul", "Vigie sees all of Consul again")
+	c.end(t)
+}
+
 // frameAt returns the first captured frame at index.
 func frameAt(t *testing.T, frames []string, index uint64) string {
 	t.Helper()

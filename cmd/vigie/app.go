@@ -94,7 +94,7 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 	m.RegisterSources(func() []telemetry.SourceReading {
 		var out []telemetry.SourceReading
 		for _, s := range sight.Statuses() {
-			out = append(out, telemetry.SourceReading{Name: s.Name, Up: s.Up, Blind: s.Blind, LastContact: s.LastContact, LastEvent: s.LastEvent})
+			out = append(out, telemetry.SourceReading{Name: s.Name, Up: s.Up, Blind: s.Blind, Partial: s.Up && s.Missing != "", LastContact: s.LastContact, LastEvent: s.LastEvent})
 		}
 		return out
 	})

@@ -54,7 +54,7 @@ func runMatrix(ctx context.Context, cfg *config.Config, clk clock.Clock, started
 	var httpDone <-chan error
 	if cfg.HTTP.Listen != "" {
 		ready := func(ctx context.Context) error {
-			return errors.Join(a.store.Ping(ctx), b.Ready(), a.sight.Blind())
+			return errors.Join(a.store.Ping(ctx), b.Ready(), a.sight.Unseen())
 		}
 		httpDone, err = telemetry.Serve(ctx, cfg.HTTP.Listen, telemetry.Handler(a.metrics, ready))
 		if err != nil {

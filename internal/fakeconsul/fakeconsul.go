@@ -142,6 +142,9 @@ type Server struct {
 	// at once even though the index did not grow.
 	restores uint64
 	token    string
+	// scoped tokens read every node but only the services whose names
+	// start with one of their prefixes (service_prefix rules).
+	scoped   map[string][]string
 	failures []failure
 	requests []Request
 }
@@ -207,6 +210,20 @@ func (s *Server) SetToken(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.token = token
+}
+
+// SetScopedToken adds a token that may read every node but only the
+// services whose names start with one of prefixes. As Consul's ACL filter
+// does, its answers leave out the checks of other services, without an
+// error, and say so in X-Consul-Results-Filtered-By-ACLs. ACLs must be on
+// (SetToken).
+func (s *Server) SetScopedToken(token string, prefixes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.scoped == nil {
+		s.scoped = map[string][]string{}
+	}
+	s.scoped[token] = prefixes
 }
 
 // FailNext makes the next n health queries answer status with Consul's body
@@ -479,17 +496,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.failures = s.failures[1:]
 	}
 	acl := s.token
+	prefixes, scoped := s.scoped[token]
 	restores := s.restores
 	s.mu.Unlock()
 	if failing && !fail.corrupt {
 		plain(w, fail.status, failureBody(fail.status))
 		return
 	}
-	if acl != "" && token != "" && token != acl {
+	if acl != "" && token != "" && token != acl && !scoped {
 		plain(w, http.StatusForbidden, "ACL not found")
 		return
 	}
-	anonymous := acl != "" && token == ""
+	// What the token may read: nothing for the anonymous token of a deny
+	// policy, some services for a scoped one.
+	readable := func(check) bool { return acl == "" || token != "" }
+	if scoped {
+		readable = func(c check) bool {
+			svc := c.str("ServiceName")
+			return svc == "" || slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(svc, p) })
+		}
+	}
 
 	var timeout <-chan time.Time
 	if minIndex > 0 {
@@ -532,7 +558,7 @@ wake:
 		consistency = "consistent"
 	}
 	_, pretty := q["pretty"]
-	index, body := s.render(state, anonymous, pretty)
+	index, body, filtered := s.render(state, readable, pretty)
 	if fail.corrupt {
 		body = body[:len(body)/2]
 	}
@@ -549,21 +575,28 @@ wake:
 	h.Set("X-Consul-Knownleader", "true")
 	h.Set("X-Consul-Lastcontact", "0")
 	h.Set("X-Consul-Query-Backend", "blocking-query")
+	if filtered && token != "" { // Consul masks it from the anonymous token
+		h.Set("X-Consul-Results-Filtered-By-ACLs", "true")
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }
 
 // render returns the index and the body for a state, sorted as Consul's
-// memdb "id" index sorts (node, then check ID, case-insensitively).
-func (s *Server) render(state string, anonymous, pretty bool) (uint64, []byte) {
+// memdb "id" index sorts (node, then check ID, case-insensitively), and
+// whether checks the token may not read were left out.
+func (s *Server) render(state string, readable func(check) bool, pretty bool) (uint64, []byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := []check{}
-	if !anonymous { // the anonymous token of a deny policy reads nothing
-		for _, c := range s.checks {
-			if state == api.HealthAny || c.str("Status") == state {
-				out = append(out, c)
-			}
+	filtered := false
+	for _, c := range s.checks {
+		switch {
+		case state != api.HealthAny && c.str("Status") != state:
+		case !readable(c):
+			filtered = true
+		default:
+			out = append(out, c)
 		}
 	}
 	slices.SortStableFunc(out, func(a, b check) int {
@@ -582,7 +615,7 @@ func (s *Server) render(state string, anonymous, pretty bool) (uint64, []byte) {
 	if err != nil {
 		panic(err) // raw JSON values that parsed always marshal
 	}
-	return s.index, body
+	return s.index, body, filtered
 }
 
 // requestToken reads the token where Consul's parseToken does, in its order.

@@ -259,6 +259,23 @@ func TestACL(t *testing.T) {
 	if rs := f.Requests(); rs[1].Token != "wrong" || rs[3].Token != "s3cret" {
 		t.Fatalf("tokens not logged: %+v", rs)
 	}
+	if a.header.Get("X-Consul-Results-Filtered-By-ACLs") != "" {
+		t.Fatalf("a token that reads everything is told it was filtered: %v", a.header)
+	}
+
+	// A token that reads every node but only the nomad* services: the web
+	// check is left out, node checks stay, and the header says so.
+	f.SetScopedToken("nomad-only", "nomad")
+	a = get(t, url, "X-Consul-Token", "nomad-only")
+	got := checks(t, a)
+	if a.status != 200 || len(got) != 6 || a.header.Get("X-Consul-Results-Filtered-By-ACLs") != "true" {
+		t.Fatalf("scoped token: %d %d checks %v", a.status, len(got), a.header)
+	}
+	for _, c := range got {
+		if svc := c.ServiceName; svc != "" && !strings.HasPrefix(svc, "nomad") {
+			t.Errorf("scoped token reads service %q", svc)
+		}
+	}
 }
 
 func TestMaintenanceShapes(t *testing.T) {
