@@ -216,7 +216,8 @@ func (s *Server) SetToken(token string) {
 // services whose names start with one of prefixes. As Consul's ACL filter
 // does, its answers leave out the checks of other services, without an
 // error, and say so in X-Consul-Results-Filtered-By-ACLs. ACLs must be on
-// (SetToken).
+// (SetToken). As Consul resolves a token once per request, a query
+// already blocked keeps the rights it started with.
 func (s *Server) SetScopedToken(token string, prefixes ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
