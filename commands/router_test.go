@@ -51,7 +51,7 @@ func (failing) Run(_ context.Context, req *Request) (render.Node, error) {
 	if len(req.Args) > 0 {
 		return render.Node{}, Usagef("bad argument %q", req.Args[0])
 	}
-	return render.Node{}, errors.New("nomad at http://127.0.0.1:4646 unreachable")
+	return render.Node{}, errors.New("Nomad at http://127.0.0.1:4646 unreachable")
 }
 
 type allowAll struct{}

@@ -167,7 +167,7 @@ func (c *Client) fail(op string, err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("nomad: %s: %w", op, err)
 	}
-	return fmt.Errorf("nomad at %s is unreachable (%s): %w", c.addr, op, tlserr.Explain(err, "nomad"))
+	return fmt.Errorf("Nomad at %s is unreachable (%s): %w", c.addr, op, tlserr.Explain(err, "nomad"))
 }
 
 func status(err error) int {

@@ -130,7 +130,7 @@ func TestUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Status(ctx(t))
-	if err == nil || !strings.Contains(err.Error(), "nomad at "+addr+" is unreachable") || strings.Contains(err.Error(), "s3cr3t") {
+	if err == nil || !strings.Contains(err.Error(), "Nomad at "+addr+" is unreachable") || strings.Contains(err.Error(), "s3cr3t") {
 		t.Errorf("err = %v", err)
 	}
 	if _, err := New(Config{Address: "127.0.0.1:4646"}); err == nil {
@@ -635,7 +635,7 @@ func TestClientOverMutualTLS(t *testing.T) {
 	}
 	other := testpki.New(t, "elsewhere")
 	_, err = client(config.TLS{CAFile: other.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}).Status(ctx(t))
-	if err == nil || !strings.Contains(err.Error(), "nomad at "+front+" is unreachable") || !strings.Contains(err.Error(), "check nomad.tls.ca_file") {
+	if err == nil || !strings.Contains(err.Error(), "Nomad at "+front+" is unreachable") || !strings.Contains(err.Error(), "check nomad.tls.ca_file") {
 		t.Errorf("another CA: %v", err)
 	}
 	_, err = client(config.TLS{CAFile: pki.CAFile}).Status(ctx(t))

@@ -308,7 +308,7 @@ func (n *Nomad) checkToken(ctx context.Context) error {
 	defer cancel()
 	resp, err := n.get(ctx, "/v1/acl/token/self", nil)
 	if err != nil {
-		return fmt.Errorf("nomad at %s: %w", n.addr, err)
+		return fmt.Errorf("Nomad at %s: %w", n.addr, err)
 	}
 	defer closeBody(resp)
 	switch body := readSnippet(resp); {
@@ -350,7 +350,7 @@ func (n *Nomad) currentIndex(ctx context.Context) (uint64, error) {
 		}
 		resp, err := n.get(ctx, p, q)
 		if err != nil {
-			return 0, fmt.Errorf("nomad at %s: %w", n.addr, err)
+			return 0, fmt.Errorf("Nomad at %s: %w", n.addr, err)
 		}
 		body := readSnippet(resp)
 		closeBody(resp)
