@@ -6,7 +6,7 @@ import (
 )
 
 // testSettings are the variables that steer the test harness itself.
-var testSettings = []string{"VIGIE_INTEGRATION", "VIGIE_TOOLS_DIR"}
+var testSettings = []string{"VIGIE_INTEGRATION", "VIGIE_TOOLS_DIR", "VIGIE_PG_BIN"}
 
 // IsolateEnv unsets every variable through which Vigie, Nomad's and
 // Consul's tooling would reach an operator's real clusters or secrets
