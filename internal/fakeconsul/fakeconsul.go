@@ -8,7 +8,7 @@
 // cap), an index that may go backwards (a snapshot restore), ACLs with one
 // token, node and service maintenance, and injected failures. What it does
 // not: ?filter= and ?node-meta= are ignored, ?near= does not sort, and every
-// other endpoint answers 404.
+// other endpoint but GET /v1/snapshot (snapshot.go) answers 404.
 package fakeconsul
 
 import (
@@ -147,6 +147,7 @@ type Server struct {
 	scoped   map[string][]string
 	failures []failure
 	requests []Request
+	snap     snapshotState // GET /v1/snapshot, snapshot.go
 }
 
 // New starts a fake holding the captured state at IndexBefore, without ACLs.
@@ -443,6 +444,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, Request{At: time.Now(), Method: r.Method, Path: r.URL.Path, Query: q, RawQuery: r.URL.RawQuery, Token: token})
 	s.mu.Unlock()
 
+	if r.URL.Path == "/v1/snapshot" {
+		s.snapshot(w, r, token) // snapshot.go
+		return
+	}
 	state, ok := strings.CutPrefix(r.URL.Path, "/v1/health/state/")
 	if !ok {
 		http.NotFound(w, r)

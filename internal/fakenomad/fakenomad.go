@@ -51,6 +51,13 @@ type Config struct {
 	// without node:read): a stream asking for one of them, or for all
 	// topics, gets 403.
 	DenyTopics []string
+	// SnapshotDenied makes the token a non-management one for
+	// GET /v1/operator/snapshot (snapshot.go): 403 "Permission denied"
+	// while every other endpoint accepts it. Needs Token.
+	SnapshotDenied bool
+	// DevAgent makes GET /v1/operator/snapshot answer as a dev agent
+	// does (snapshot.go): 500 "failed to open snapshot: …".
+	DevAgent bool
 }
 
 // Server is a running fake. Its methods are safe for concurrent use.
@@ -70,6 +77,8 @@ type Server struct {
 	closed   bool
 
 	jobs jobsState // jobs.go: jobs, deployments, allocations, nodes
+
+	snap snapshotState // snapshot.go: GET /v1/operator/snapshot
 }
 
 // item is a buffered frame or a raw line injected by Garbage.
@@ -301,6 +310,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case path == "/v1/event/stream":
 		s.stream(w, r)
+	case path == "/v1/operator/snapshot":
+		s.snapshot(w, r) // snapshot.go
 	case path == "/v1/status/leader":
 		serveFile(w, "status-leader", "json", 0)
 	// Deviation: list endpoints ignore pagination (per_page, next_token)
