@@ -41,6 +41,9 @@ type Config struct {
 	Alerts   Alerts   `toml:"alerts"`
 	LDAP     LDAP     `toml:"ldap"`
 	Policy   Policy   `toml:"policy"`
+	Backups  Backups  `toml:"backups"`
+	S3       S3       `toml:"s3"`
+	Garage   Garage   `toml:"garage"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -232,6 +235,8 @@ func Default() *Config {
 			Address: "http://127.0.0.1:8500", Watch: true,
 			Wait: Duration{5 * time.Minute}, MinInterval: Duration{2 * time.Second},
 		},
+		Backups: Backups{PartSizeMiB: 16, ParallelParts: 2, Timeout: Duration{6 * time.Hour}},
+		S3:      S3{Region: "garage", Prefix: "vigie"},
 	}
 }
 
@@ -260,6 +265,7 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	}
 	c.lines = d.lines
 	c.applyEnv(getenv, d)
+	c.backupDefaults()
 	c.validate(d)
 	if path != "" {
 		c.resolvePaths(path)
@@ -267,7 +273,9 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	c.checkJobspecsDir(d)
 	c.validateTLS(d, "nomad", c.Nomad.Address, c.Nomad.TLS)
 	c.validateTLS(d, "consul", c.Consul.Address, c.Consul.TLS)
+	c.validateTLS(d, "s3", c.S3.Endpoint, c.S3.TLS)
 	c.resolveSecrets(getenv, d)
+	c.resolveBackupSecrets(getenv, d)
 	if c.LDAP.URL != "" && c.LDAP.BindDN != "" && !c.LDAP.BindPassword.IsSet() && c.LDAP.BindPasswordFile == "" {
 		d.add("ldap.bind_dn", "needs its password: bind_password_file, or the environment variable VIGIE_LDAP_BIND_PASSWORD")
 	}
@@ -340,15 +348,30 @@ func (c *Config) resolvePaths(path string) {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
+	resolve := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
 	for _, p := range []*string{
 		&c.DataDir,
 		&c.Matrix.AccessTokenFile, &c.Matrix.PasswordFile, &c.Matrix.PickleKeyFile,
 		&c.Nomad.TokenFile, &c.Nomad.JobspecsDir, &c.Consul.TokenFile,
 		&c.Nomad.TLS.CAFile, &c.Nomad.TLS.CertFile, &c.Nomad.TLS.KeyFile,
 		&c.Consul.TLS.CAFile, &c.Consul.TLS.CertFile, &c.Consul.TLS.KeyFile,
+		&c.LDAP.CAFile, &c.LDAP.BindPasswordFile,
+		&c.S3.AccessKeyIDFile, &c.S3.SecretAccessKeyFile, &c.Garage.AdminTokenFile,
+		&c.S3.TLS.CAFile, &c.S3.TLS.CertFile, &c.S3.TLS.KeyFile,
 	} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
+		resolve(p)
+	}
+	for i := range c.Backups.Targets {
+		t := &c.Backups.Targets[i]
+		for _, p := range []*string{&t.Postgres.PasswordFile, &t.Postgres.CAFile, &t.Verify.PasswordFile, &t.Verify.CAFile, &t.TokenFile} {
+			resolve(p)
+		}
+		if strings.Contains(t.PgDumpPath, "/") { // a bare name is looked up in PATH
+			resolve(&t.PgDumpPath)
 		}
 	}
 }
@@ -381,6 +404,15 @@ var secretSpecs = []secretSpec{
 	{"consul", "token", "consul.token_file", "CONSUL_HTTP_TOKEN",
 		func(c *Config) string { return c.Consul.TokenFile },
 		func(c *Config) *Secret { return &c.Consul.Token }},
+	{"s3", "access_key_id", "s3.access_key_id_file", "AWS_ACCESS_KEY_ID",
+		func(c *Config) string { return c.S3.AccessKeyIDFile },
+		func(c *Config) *Secret { return &c.S3.AccessKeyID }},
+	{"s3", "secret_access_key", "s3.secret_access_key_file", "AWS_SECRET_ACCESS_KEY",
+		func(c *Config) string { return c.S3.SecretAccessKeyFile },
+		func(c *Config) *Secret { return &c.S3.SecretAccessKey }},
+	{"garage", "admin_token", "garage.admin_token_file", "GARAGE_ADMIN_TOKEN",
+		func(c *Config) string { return c.Garage.AdminTokenFile },
+		func(c *Config) *Secret { return &c.Garage.AdminToken }},
 }
 
 // inlineSecret finds the secret an unknown key was probably meant to hold,
@@ -418,16 +450,7 @@ const maxSecretSize = 64 << 10
 // than a silent fallback to the environment.
 func (c *Config) resolveSecrets(getenv func(string) string, d *decoder) {
 	for _, s := range secretSpecs {
-		if path := s.file(c); path != "" {
-			v, err := readSecret(path)
-			if err != nil {
-				d.add(s.fileKey, "%v", err)
-				continue
-			}
-			*s.dst(c) = Secret{value: v, Source: "file " + path}
-		} else if v := getenv(s.env); v != "" {
-			*s.dst(c) = Secret{value: v, Source: "env " + s.env}
-		}
+		c.resolveSecret(getenv, d, s.fileKey, s.env, s.file(c), s.dst(c))
 	}
 }
 

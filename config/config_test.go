@@ -603,8 +603,8 @@ func TestMatrixProblems(t *testing.T) {
 }
 
 // commentedKey matches a commented-out "key = value" line of the example,
-// or a commented-out [[array.table]] header.
-var commentedKey = regexp.MustCompile(`(?m)^# ([a-z_]+ = .*|\[\[[a-z_.]+\]\])$`)
+// or a commented-out [[array.table]] or [table] header.
+var commentedKey = regexp.MustCompile(`(?m)^# ([a-z_]+ = .*|\[\[[a-z_.]+\]\]|\[[a-z_.]+\])$`)
 
 // entryIndex strips array entry indexes from keys: alerts.rooms[0].room.
 var entryIndex = regexp.MustCompile(`\[\d+\]`)

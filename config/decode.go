@@ -366,6 +366,15 @@ func keyLines(data []byte) map[string]int {
 		switch e.Kind {
 		case unstable.Table:
 			table = lw.key(nil, e.Key())
+			// A sub-table of an array entry, [backups.targets.postgres],
+			// belongs to the entry last opened: backups.targets[2].postgres.
+			named := slices.Clone(table)
+			for i := range table {
+				if n := arrayTables[joinKey(named[:i+1])]; n > 0 {
+					table[i] = entryKey(named[i], n-1)
+				}
+			}
+			lw.lines[joinKey(table)] = lw.lastLine
 		case unstable.ArrayTable:
 			// Entries are named like array entries, "alerts.rooms[1]", so
 			// that their keys get lines of their own.

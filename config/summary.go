@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Summary describes the effective configuration for "vigie check-config":
@@ -96,4 +97,47 @@ func orDefault(s string) string {
 		return "(server default)"
 	}
 	return s
+}
+
+// BackupSummary describes the backup targets, with the next three runs
+// of each schedule after now, for "vigie check-config".
+func (c *Config) BackupSummary(now time.Time) string {
+	if len(c.Backups.Targets) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-17s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	line("s3", "%s, bucket %s, prefix %s, key %s", c.S3.Endpoint, c.S3.Bucket, c.S3.Prefix, secretSource(c.S3.AccessKeyID))
+	for _, t := range c.Backups.Targets {
+		age := "never stale"
+		if t.MaxAge.Duration > 0 {
+			age = "stale after " + t.MaxAge.String()
+		}
+		line("backup "+t.Name, "%s, keep last %d, daily %d, weekly %d, monthly %d, %s",
+			t.Kind, t.KeepLast, t.KeepDaily, t.KeepWeekly, t.KeepMonthly, age)
+		line("  backups", "%s", describeSchedule(t.Schedule, now))
+		line("  verifications", "%s", describeSchedule(t.VerifySchedule, now))
+	}
+	if c.Backups.ReportSchedule != "" {
+		line("backup report", "to %s, %s", c.Backups.ReportRoom, describeSchedule(c.Backups.ReportSchedule, now))
+	}
+	return b.String()
+}
+
+// describeSchedule names a schedule and its next three runs.
+func describeSchedule(spec string, now time.Time) string {
+	if spec == "" {
+		return "on demand only"
+	}
+	runs, err := NextRuns(spec, now, 3)
+	if err != nil {
+		return fmt.Sprintf("%q: %v", spec, err)
+	}
+	var next []string
+	for _, r := range runs {
+		next = append(next, r.UTC().Format("2006-01-02 15:04 UTC"))
+	}
+	return fmt.Sprintf("%q, next %s", spec, strings.Join(next, ", "))
 }

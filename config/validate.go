@@ -97,6 +97,7 @@ func (c *Config) validate(d *decoder) {
 	c.validateAlerts(d)
 	c.validateLDAP(d)
 	c.validatePolicy(d)
+	c.validateBackups(d)
 }
 
 var (

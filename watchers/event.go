@@ -50,6 +50,7 @@ type Event struct {
 	Eval       *Eval
 	Check      *Check
 	Sight      *Sight
+	Backup     *Backup
 }
 
 // TopicSight is the topic of events about Vigie's own view of a source.
@@ -75,6 +76,32 @@ type Sight struct {
 	// Rewound: the position Vigie had read up to (From) and the source's
 	// current index, where it resumes (To).
 	From, To uint64
+}
+
+// TopicBackup is the topic of news about Vigie's own backups.
+const TopicBackup = "Backup"
+
+// Backup event types.
+const (
+	BackupRun   = "run"   // a backup or a verification ended
+	BackupStale = "stale" // a target has had no good backup for longer than its max_age
+	BackupFresh = "fresh" // it has a recent good backup (again, or since Vigie started)
+)
+
+// Backup is news of a backup target: a run that ended (Action, Outcome,
+// Error) or its freshness (LastGood against MaxAge).
+type Backup struct {
+	Target   string
+	Kind     string // postgres, consul, nomad
+	Action   string // backup, verify
+	Outcome  string // ok, failed, interrupted
+	Trigger  string // schedule, catch-up, or who asked
+	RunID    int64
+	BackupID string
+	Error    string
+	Detail   string // a tool's standard error, for the thread
+	LastGood time.Time
+	MaxAge   time.Duration
 }
 
 // Alloc is a Nomad allocation.

@@ -1,0 +1,397 @@
+package backups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Server is how Vigie reaches a PostgreSQL server.
+type Server struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+	SSLMode  string // libpq's sslmode
+	CAFile   string // sslrootcert, for verify-ca and verify-full
+}
+
+func (s Server) String() string { return fmt.Sprintf("%s@%s:%d", s.User, s.Host, s.Port) }
+
+// connString is a libpq keyword/value string without the password (given
+// apart, so it is never in a string that could be logged).
+func (s Server) connString(database string) string {
+	kv := []string{
+		"host=" + quoteConn(s.Host), "port=" + strconv.Itoa(s.Port), "user=" + quoteConn(s.User),
+		"dbname=" + quoteConn(database), "sslmode=" + quoteConn(s.SSLMode),
+		"connect_timeout=15", "application_name=vigie",
+	}
+	if s.CAFile != "" {
+		kv = append(kv, "sslrootcert="+quoteConn(s.CAFile))
+	}
+	return strings.Join(kv, " ")
+}
+
+func quoteConn(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// connect opens a connection to one database.
+func (s Server) connect(ctx context.Context, database string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(s.connString(database))
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL %s: %w", s, err)
+	}
+	cfg.Password = s.Password
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL %s, database %q: %w", s, database, err)
+	}
+	return conn, nil
+}
+
+// pgpass writes a libpq password file for s in dir (0600), so that the
+// tools get the password without a command line or an environment
+// variable another process could read; it returns the tools' environment.
+func (s Server) toolEnv(dir string) (map[string]string, error) {
+	env := map[string]string{"PGSSLMODE": s.SSLMode, "PGCONNECT_TIMEOUT": "15", "PGAPPNAME": "vigie"}
+	if s.CAFile != "" {
+		env["PGSSLROOTCERT"] = s.CAFile
+	}
+	if s.Password == "" {
+		return env, nil
+	}
+	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+	line := strings.Join([]string{esc.Replace(s.Host), strconv.Itoa(s.Port), "*", esc.Replace(s.User), esc.Replace(s.Password)}, ":") + "\n"
+	f, err := os.CreateTemp(dir, "pgpass-")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return nil, err
+	}
+	if _, err := f.WriteString(line); err != nil {
+		return nil, err
+	}
+	env["PGPASSFILE"] = f.Name()
+	return env, nil
+}
+
+// Tools are the PostgreSQL client programs, found beside pg_dump.
+type Tools struct{ PgDump string }
+
+func (t Tools) beside(name string) string {
+	if dir := filepath.Dir(t.PgDump); strings.Contains(t.PgDump, "/") {
+		return filepath.Join(dir, name)
+	}
+	return name // looked up in PATH, like pg_dump
+}
+
+func (t Tools) pgDumpall() string { return t.beside("pg_dumpall") }
+func (t Tools) pgRestore() string { return t.beside("pg_restore") }
+
+var toolVersion = regexp.MustCompile(`\(PostgreSQL\) (\d+)(?:\.(\d+))?`)
+
+// Version runs "<tool> --version": its major version and the whole line.
+func (t Tools) Version(ctx context.Context, tool string) (int, string, error) {
+	path := t.PgDump
+	if tool != "pg_dump" {
+		path = t.beside(tool)
+	}
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			return 0, "", fmt.Errorf("%s not found: install PostgreSQL's client tools, or set pg_dump_path", path)
+		}
+		return 0, "", fmt.Errorf("%s --version: %w", path, err)
+	}
+	m := toolVersion.FindStringSubmatch(string(out))
+	if m == nil {
+		return 0, "", fmt.Errorf("%s --version said %q, not a PostgreSQL version", path, strings.TrimSpace(string(out)))
+	}
+	major, _ := strconv.Atoi(m[1])
+	return major, strings.TrimSpace(string(out)), nil
+}
+
+// serverVersion returns the server's major version and its version string.
+func serverVersion(ctx context.Context, conn *pgx.Conn) (int, string, error) {
+	var num, full string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), current_setting('server_version')").Scan(&num, &full); err != nil {
+		return 0, "", err
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil {
+		return 0, "", fmt.Errorf("server_version_num %q: %w", num, err)
+	}
+	return n / 10000, full, nil
+}
+
+// CheckPgDump compares pg_dump's major version with the server's: an
+// older pg_dump cannot dump a newer server.
+func CheckPgDump(ctx context.Context, tools Tools, srv Server, database string) error {
+	dumpMajor, dumpLine, err := tools.Version(ctx, "pg_dump")
+	if err != nil {
+		return err
+	}
+	conn, err := srv.connect(ctx, database)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	major, full, err := serverVersion(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL %s: server version: %w", srv, err)
+	}
+	if dumpMajor < major {
+		return fmt.Errorf("%s is older than the server (PostgreSQL %s): it cannot dump it; set pg_dump_path to a pg_dump %d or newer", dumpLine, full, major)
+	}
+	return nil
+}
+
+// postgresSource dumps databases with pg_dump -Fc through the Stolon
+// proxy, counting each table's rows in the very snapshot pg_dump reads.
+type postgresSource struct {
+	srv       Server
+	tools     Tools
+	databases []string // names, or ["*"]
+	workDir   string   // for the password file; removed by the run
+
+	mu     sync.Mutex
+	result PostgresFacts
+}
+
+func (p *postgresSource) facts() Facts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.result
+	slices.SortFunc(f.Databases, func(a, b DatabaseFacts) int { return strings.Compare(a.Name, b.Name) })
+	return Facts{Postgres: &f}
+}
+
+func (p *postgresSource) parts(ctx context.Context) ([]part, error) {
+	all := slices.Equal(p.databases, []string{"*"})
+	first := "postgres"
+	if !all {
+		first = p.databases[0]
+	}
+	conn, err := p.srv.connect(ctx, first)
+	if err != nil {
+		if pgErrorCode(err) == "3D000" { // invalid_catalog_name
+			return nil, fmt.Errorf("PostgreSQL %s has no database %q", p.srv, first)
+		}
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	major, full, err := serverVersion(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL %s: server version: %w", p.srv, err)
+	}
+	dumpMajor, dumpLine, err := p.tools.Version(ctx, "pg_dump")
+	if err != nil {
+		return nil, err
+	}
+	if dumpMajor < major {
+		return nil, fmt.Errorf("%s is older than the server (PostgreSQL %s): it cannot dump it; set pg_dump_path to a pg_dump %d or newer", dumpLine, full, major)
+	}
+	p.result = PostgresFacts{ServerVersion: full, PgDumpVersion: dumpLine}
+
+	databases := p.databases
+	if all {
+		rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname")
+		if err != nil {
+			return nil, fmt.Errorf("PostgreSQL %s: list the databases: %w", p.srv, err)
+		}
+		databases, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("PostgreSQL %s: list the databases: %w", p.srv, err)
+		}
+	} else {
+		var missing []string
+		for _, db := range databases {
+			var ok bool
+			if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&ok); err != nil {
+				return nil, fmt.Errorf("PostgreSQL %s: %w", p.srv, err)
+			}
+			if !ok {
+				missing = append(missing, strconv.Quote(db))
+			}
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("PostgreSQL %s has no database %s", p.srv, strings.Join(missing, ", "))
+		}
+	}
+	env, err := p.srv.toolEnv(p.workDir)
+	if err != nil {
+		return nil, fmt.Errorf("password file: %w", err)
+	}
+	var parts []part
+	if all {
+		parts = append(parts, part{ext: "globals.sql", kind: partGlobals, open: func(ctx context.Context) (io.ReadCloser, error) {
+			return startTool(ctx, p.tools.pgDumpall(), append(p.connArgs(), "--globals-only", "--no-password"), toolEnv(env))
+		}})
+	}
+	for _, db := range databases {
+		ext := "dump"
+		if all || len(databases) > 1 {
+			ext = db + ".dump"
+		}
+		parts = append(parts, part{ext: ext, kind: partDump, database: db, open: func(ctx context.Context) (io.ReadCloser, error) {
+			return p.dump(ctx, db, env)
+		}})
+	}
+	return parts, nil
+}
+
+func (p *postgresSource) connArgs() []string {
+	return []string{"--host", p.srv.Host, "--port", strconv.Itoa(p.srv.Port), "--username", p.srv.User}
+}
+
+// dump starts pg_dump on one database inside a snapshot exported by a
+// read-only transaction, and counts the tables' rows in that same
+// snapshot meanwhile: what verification compares a restore with is
+// exactly what the dump holds.
+func (p *postgresSource) dump(ctx context.Context, db string, env map[string]string) (io.ReadCloser, error) {
+	conn, err := p.srv.connect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("PostgreSQL %s, database %q: %w", p.srv, db, err)
+	}
+	var snapshot string
+	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("PostgreSQL %s, database %q: export a snapshot: %w", p.srv, db, err)
+	}
+	args := append(p.connArgs(), "--dbname", db, "--format", "custom", "--compress", "0", "--snapshot", snapshot, "--no-password")
+	out, err := startTool(ctx, p.tools.PgDump, args, toolEnv(env))
+	if err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	counted := make(chan error, 1)
+	go func() { // owned by the dump: Close waits for it
+		tables, err := countRows(ctx, tx)
+		if err == nil {
+			p.mu.Lock()
+			p.result.Databases = append(p.result.Databases, DatabaseFacts{Name: db, Tables: tables})
+			p.mu.Unlock()
+		}
+		counted <- err
+	}()
+	return &dumpStream{toolOutput: out, counted: counted, tx: tx, conn: conn, db: db}, nil
+}
+
+// dumpStream is pg_dump's output, holding the snapshot's transaction open
+// until the dump and the counts are done.
+type dumpStream struct {
+	*toolOutput
+	counted chan error
+	tx      pgx.Tx
+	conn    *pgx.Conn
+	db      string
+	done    bool
+	err     error
+}
+
+func (d *dumpStream) Read(p []byte) (int, error) {
+	n, err := d.toolOutput.Read(p)
+	if errors.Is(err, io.EOF) {
+		if ferr := d.finish(); ferr != nil {
+			return n, ferr
+		}
+	}
+	return n, err
+}
+
+// finish waits for the counts, ends the transaction and closes the
+// connection, once.
+func (d *dumpStream) finish() error {
+	if d.done {
+		return d.err
+	}
+	d.done = true
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := <-d.counted; err != nil {
+		d.err = fmt.Errorf("database %q: count the rows: %w", d.db, err)
+	}
+	_ = d.tx.Rollback(ctx) // read-only: nothing to commit
+	d.conn.Close(ctx)
+	return d.err
+}
+
+func (d *dumpStream) Close() error {
+	err := d.toolOutput.Close()
+	if !d.done { // the dump stopped early: stop a count still running
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = d.conn.PgConn().CancelRequest(ctx)
+		cancel()
+	}
+	_ = d.finish()
+	return err
+}
+
+// countRows counts every user table's rows (ordinary and partitioned
+// tables, not views), in the transaction's snapshot.
+func countRows(ctx context.Context, tx pgx.Tx) ([]TableCount, error) {
+	tables, err := userTables(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range tables {
+		q := "SELECT count(*) FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize()
+		if err := tx.QueryRow(ctx, q).Scan(&tables[i].Rows); err != nil {
+			return nil, fmt.Errorf("%s.%s: %w", t.Schema, t.Name, err)
+		}
+	}
+	return tables, nil
+}
+
+// querier is what userTables needs of a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// userTables lists the tables a dump holds rows of: not the system's, not
+// the partitions (their rows count in their parent).
+func userTables(ctx context.Context, q querier) ([]TableCount, error) {
+	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+		ORDER BY 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableCount, error) {
+		var t TableCount
+		err := r.Scan(&t.Schema, &t.Name)
+		return t, err
+	})
+}
+
+// pgErrorCode is the SQLSTATE of a server error, "" for anything else.
+func pgErrorCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
