@@ -7,7 +7,7 @@ import (
 
 func TestRuleRegistry(t *testing.T) {
 	all := []string{
-		"alloc-failed", "alloc-lost", "alloc-oom", "consul-check", "consul-maintenance", "consul-service-empty",
+		"alloc-failed", "alloc-lost", "alloc-oom", "backup-failed", "backup-stale", "backup-verify-failed", "consul-check", "consul-maintenance", "consul-service-empty",
 		"deployment-failed", "eval-blocked", "job-stopped", "node-down", "node-unschedulable",
 		"restarts-exhausted", "source-blind", "source-partial", "source-rewound", "task-restarting",
 	}
