@@ -46,7 +46,7 @@ type rule struct {
 	commands  []string
 	groups    []group
 	rooms     []string
-	twoPerson bool
+	twoPerson *bool   // nil: the command's own default
 	approvers []group // who may approve; the rule's groups when none are configured
 }
 
@@ -80,8 +80,12 @@ func NewPolicy(cfg config.Policy, dir *Directory) (*Policy, error) {
 		if len(approvers) == 0 {
 			approvers = groups
 		}
+		var twoPerson *bool
+		if r.TwoPerson || r.TwoPersonSet { // true can only be written
+			twoPerson = &r.TwoPerson
+		}
 		p.rules = append(p.rules, rule{commands: slices.Clone(r.Commands), groups: groups, rooms: slices.Clone(r.Rooms),
-			twoPerson: r.TwoPerson, approvers: approvers})
+			twoPerson: twoPerson, approvers: approvers})
 	}
 	return p, nil
 }
@@ -117,7 +121,7 @@ func (p *Policy) Authorize(ctx context.Context, req *commands.Request, spec comm
 	var here []rule
 	var rooms []string
 	for _, r := range named {
-		if step == commands.StepApprove && !r.twoPerson {
+		if step == commands.StepApprove && !r.needsApproval(spec) {
 			continue
 		}
 		if r.allowsRoom(req.Room) {
@@ -174,11 +178,23 @@ func (p *Policy) noRule(spec commands.Spec) error {
 	return fmt.Errorf("no policy rule allows %s", spec.Name)
 }
 
+// needsApproval: the rule's two_person, or the command's default.
+func (r rule) needsApproval(spec commands.Spec) bool {
+	if r.twoPerson == nil {
+		return spec.TwoPerson
+	}
+	return *r.twoPerson
+}
+
 // NeedsApproval implements commands.Authorizer: whether a rule naming the
-// command for this room has two_person.
+// command for this room has two_person, or leaves it to a command that
+// wants a second person by default.
 func (p *Policy) NeedsApproval(req *commands.Request, spec commands.Spec) bool {
 	for _, r := range p.rulesNaming(spec.Name) {
-		if r.twoPerson && r.allowsRoom(req.Room) {
+		if !r.allowsRoom(req.Room) {
+			continue
+		}
+		if r.needsApproval(spec) {
 			return true
 		}
 	}

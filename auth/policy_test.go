@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigie/vigie/commands"
 	"github.com/vigie/vigie/config"
@@ -213,4 +214,35 @@ func TestConfirmIsFresh(t *testing.T) {
 	wantDenial(t, err, "not in any group allowed to run deploy")
 	_, err = p.Authorize(t.Context(), req, deploy, commands.StepRun)
 	wantDenial(t, err, "not in any group allowed to run deploy")
+}
+
+// A command that wants a second person by default (restore) gets one
+// under a rule that says nothing, and not under one that says
+// two_person = false.
+func TestTwoPersonDefault(t *testing.T) {
+	dir, err := NewDirectory(config.LDAP{URL: "ldap://127.0.0.1:1", BindDN: "cn=vigie,dc=example,dc=org", UserBaseDN: "dc=example,dc=org",
+		Identity: "localpart", LocalpartAttr: "uid", LocalpartDomains: []string{"example.org"}, GroupStrategy: "memberOf", Timeout: config.Duration{Duration: time.Second}, BindPassword: config.NewSecret("pw", "test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := commands.Spec{Name: "restore", Access: commands.Change, TwoPerson: true}
+	prune := commands.Spec{Name: "prune", Access: commands.Change}
+	for _, tc := range []struct {
+		rule      config.PolicyRule
+		spec      commands.Spec
+		wantTwice bool
+	}{
+		{config.PolicyRule{Commands: []string{"restore"}, Groups: []string{"cn=dba,dc=example,dc=org"}}, restore, true},
+		{config.PolicyRule{Commands: []string{"restore"}, Groups: []string{"cn=dba,dc=example,dc=org"}, TwoPersonSet: true}, restore, false},
+		{config.PolicyRule{Commands: []string{"prune"}, Groups: []string{"cn=dba,dc=example,dc=org"}}, prune, false},
+		{config.PolicyRule{Commands: []string{"prune"}, Groups: []string{"cn=dba,dc=example,dc=org"}, TwoPerson: true}, prune, true},
+	} {
+		p, err := NewPolicy(config.Policy{Rules: []config.PolicyRule{tc.rule}}, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.NeedsApproval(&commands.Request{Room: "!ops:example.org"}, tc.spec); got != tc.wantTwice {
+			t.Errorf("%s under %+v: NeedsApproval = %v", tc.spec.Name, tc.rule, got)
+		}
+	}
 }

@@ -19,14 +19,14 @@ func (h *Help) Spec() Spec {
 		Summary: "list the commands, or explain one",
 		Usage:   "[command]",
 		Help:    "Without an argument, lists every command. With a command name, shows its usage and what it does.",
-		MaxArgs: 1,
+		MaxArgs: 2, // "help backup report"
 	}
 }
 
 // Run implements Handler.
 func (h *Help) Run(_ context.Context, req *Request) (render.Node, error) {
-	if len(req.Args) == 1 {
-		return h.one(req, strings.ToLower(req.Args[0]))
+	if len(req.Args) > 0 {
+		return h.one(req, strings.ToLower(strings.Join(req.Args, " ")))
 	}
 	byAccess := map[Access][]render.Node{}
 	for _, s := range h.Registry.Specs() {
@@ -47,7 +47,7 @@ var accessHeadings = map[Access]string{
 	Read:    "Reading",
 	Private: "Reading what not everyone may see",
 	State:   "Changing what Vigie tells the rooms (audited)",
-	Change:  "Changing the infrastructure (previewed, confirmed, audited)",
+	Change:  "Changing the infrastructure (audited; what destroys or replaces is previewed and confirmed)",
 }
 
 func (h *Help) one(req *Request, name string) (render.Node, error) {
@@ -69,6 +69,13 @@ func (h *Help) one(req *Request, name string) (render.Node, error) {
 	if len(s.Aliases) > 0 {
 		out = append(out, render.Line(render.Text("Also: "+strings.Join(s.Aliases, ", "))))
 	}
-	out = append(out, render.Text("Access: "+s.Access.describe()))
+	access := s.Access.describe()
+	if _, confirmed := handler.(Confirmable); s.Access == Change && !confirmed {
+		access = "changes the infrastructure, destroying nothing: by policy rule, audited, run at once"
+	}
+	if s.TwoPerson {
+		access += "; a second person approves it unless its policy rule says two_person = false"
+	}
+	out = append(out, render.Text("Access: "+access))
 	return render.Group(out...), nil
 }

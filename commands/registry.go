@@ -84,6 +84,9 @@ type Spec struct {
 	MaxArgs int           // -1: any number
 	Options []string      // accepted key=value option names
 	Timeout time.Duration // 0: the router's default
+	// TwoPerson: a second person approves it unless the policy rule that
+	// allows it says two_person = false (restores).
+	TwoPerson bool
 }
 
 // Request is one command invocation as the handler sees it.
@@ -100,10 +103,15 @@ type Request struct {
 	clock  clock.Clock   // the router's
 	thread []render.Node // posted in the thread of the reply
 	settle func()        // tells the transport the command no longer needs waiting for
+	live   Progress      // the message a long command keeps up to date
 }
 
 // Now is the current time on the router's clock.
 func (r *Request) Now() time.Time { return clock.OrSystem(r.clock).Now() }
+
+// Progress is one message, a reply to the command, that a long command
+// edits as it goes and ends with its result (then it returns no reply).
+func (r *Request) Progress() Progress { return r.live }
 
 // InThread adds a message to post in the thread under the command's reply:
 // long output that would drown the room.
@@ -171,6 +179,21 @@ func (r *Registry) Register(h Command) error {
 func (r *Registry) Lookup(name string) (Command, bool) {
 	h, ok := r.byName[name]
 	return h, ok
+}
+
+// Resolve finds the command of an invocation. A command named in two
+// words ("backup report") takes precedence over the first word's command
+// with that argument; the invocation it returns has the full name and the
+// remaining arguments.
+func (r *Registry) Resolve(inv Invocation) (Command, Invocation, bool) {
+	if len(inv.Args) > 0 {
+		if h, ok := r.byName[inv.Name+" "+inv.Args[0]]; ok {
+			inv.Name, inv.Args = inv.Name+" "+inv.Args[0], inv.Args[1:]
+			return h, inv, true
+		}
+	}
+	h, ok := r.byName[inv.Name]
+	return h, inv, ok
 }
 
 // Suggest returns the known name closest to a mistyped one.

@@ -224,7 +224,7 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time, se
 		inv.Name = "help"
 	}
 	rec.Command = inv.Name
-	h, ok := r.cfg.Registry.Lookup(inv.Name)
+	h, inv, ok := r.cfg.Registry.Resolve(inv)
 	if !ok {
 		msg := []render.Node{render.Text("⚠️ Unknown command "), render.Code(inv.Name), render.Text(".")}
 		if near, ok := r.cfg.Registry.Suggest(inv.Name); ok {
@@ -239,6 +239,7 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time, se
 	rec.Command, rec.Access = spec.Name, spec.Access.String()
 	req := &Request{Invocation: inv, Transport: in.Transport, Room: in.Room, EventID: in.EventID, Sender: in.Sender, Prefix: in.Prefix, ReactsTo: in.ReactsTo,
 		Received: received, clock: r.clock, settle: settle}
+	req.live = &messageProgress{r: r, transport: in.Transport, room: in.Room, replyTo: in.EventID, applied: func() {}}
 	if spec.Name != "confirm" && spec.Name != "cancel" {
 		// Anything else the user sends here cancels their pending change.
 		for _, p := range r.pending.cancelFor(in.Sender, in.Room) {

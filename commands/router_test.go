@@ -234,13 +234,13 @@ func TestArgumentValidation(t *testing.T) {
 		"ping extra":            "ping takes at most 0 argument(s)",
 		"ping x=1":              "ping takes no key=value options",
 		"fail oops":             `bad argument "oops". Usage: !vigie fail`,
-		"fail":                  "fail failed: nomad at http://127.0.0.1:4646 unreachable",
+		"fail":                  "fail failed: Nomad at http://127.0.0.1:4646 unreachable",
 		"help pnig":             `no command "pnig" (did you mean "ping"?)`,
 		"restart web group=api": "restarted",
 		"RESTART web GROUP=api": "restarted",
 		"":                      "Vigie commands",
 		"help restart":          "Access: changes the infrastructure",
-		"?":                     "Changing the infrastructure (previewed, confirmed, audited):\n- restart <job> — restarts a job",
+		"?":                     "Changing the infrastructure (audited; what destroys or replaces is previewed and confirmed):\n- restart <job> — restarts a job",
 	}
 	for in, want := range cases {
 		if m := f.one(t, in); !strings.Contains(m.Plain, want) {

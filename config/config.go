@@ -137,6 +137,9 @@ type PolicyRule struct {
 	Groups    []string `toml:"groups"`     // group DNs
 	Rooms     []string `toml:"rooms"`      // room IDs; empty: any room
 	TwoPerson bool     `toml:"two_person"` // a second user must approve
+	// TwoPersonSet: two_person is in the file; otherwise each command's
+	// own default applies (restores need a second person).
+	TwoPersonSet bool `toml:"-"`
 	Approvers []string `toml:"approvers"`  // group DNs of approvers (default: Groups)
 }
 

@@ -168,6 +168,7 @@ func (c *Config) validatePolicy(d *decoder) {
 	}
 	for i, r := range p.Rules {
 		key := entryKey("policy.rules", i)
+		p.Rules[i].TwoPersonSet = c.inFile(key + ".two_person")
 		if len(r.Commands) == 0 {
 			d.add(key+".commands", "must name at least one command")
 		}
