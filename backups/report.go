@@ -51,7 +51,11 @@ type Report struct {
 // Status gathers the report. garage may be nil.
 func (s *Service) Status(ctx context.Context, garage *Garage) Report {
 	now := s.clock.Now()
-	rep := Report{At: now, Bucket: s.cfg.Storage.Bucket()}
+	rep := Report{At: now}
+	if s.cfg.Storage == nil {
+		return rep // no target
+	}
+	rep.Bucket = s.cfg.Storage.Bucket()
 	for i := range s.cfg.Targets {
 		t := &s.cfg.Targets[i]
 		st := TargetStatus{Target: t, NextBackup: Next(t.Schedule, now)}

@@ -117,6 +117,9 @@ func New(cfg Config, st RunStore, clk clock.Clock, obs Observer) (*Service, erro
 		}
 		s.targets[t.Name] = t
 	}
+	if len(cfg.Targets) > 0 && cfg.Storage == nil {
+		return nil, errors.New("backup targets need a storage ([s3])")
+	}
 	s.catalog = newCatalog(cfg.Storage, s.layout)
 	return s, nil
 }
@@ -124,7 +127,7 @@ func New(cfg Config, st RunStore, clk clock.Clock, obs Observer) (*Service, erro
 // Targets returns the targets, in configuration order.
 func (s *Service) Targets() []Target { return s.cfg.Targets }
 
-// Storage is where backups are kept.
+// Storage is where backups are kept; nil without targets.
 func (s *Service) Storage() *Storage { return s.cfg.Storage }
 
 // Target returns a target by name, or an error listing them.

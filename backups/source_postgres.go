@@ -158,9 +158,20 @@ func CheckPgDump(ctx context.Context, tools Tools, srv Server, database string) 
 		return fmt.Errorf("PostgreSQL %s: server version: %w", srv, err)
 	}
 	if dumpMajor < major {
-		return fmt.Errorf("%s is older than the server (PostgreSQL %s): it cannot dump it; set pg_dump_path to a pg_dump %d or newer", dumpLine, full, major)
+		return &PgDumpTooOldError{PgDump: dumpLine, Server: full, Major: major}
 	}
 	return nil
+}
+
+// PgDumpTooOldError is a pg_dump older than the server it should dump.
+type PgDumpTooOldError struct {
+	PgDump string // its --version line
+	Server string // the server's version
+	Major  int
+}
+
+func (e *PgDumpTooOldError) Error() string {
+	return fmt.Sprintf("%s is older than the server (PostgreSQL %s): it cannot dump it; set pg_dump_path to a pg_dump %d or newer", e.PgDump, e.Server, e.Major)
 }
 
 // postgresSource dumps databases with pg_dump -Fc through the Stolon
@@ -206,7 +217,7 @@ func (p *postgresSource) parts(ctx context.Context) ([]part, error) {
 		return nil, err
 	}
 	if dumpMajor < major {
-		return nil, fmt.Errorf("%s is older than the server (PostgreSQL %s): it cannot dump it; set pg_dump_path to a pg_dump %d or newer", dumpLine, full, major)
+		return nil, &PgDumpTooOldError{PgDump: dumpLine, Server: full, Major: major}
 	}
 	p.result = PostgresFacts{ServerVersion: full, PgDumpVersion: dumpLine}
 

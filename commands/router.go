@@ -288,6 +288,9 @@ func (r *Router) handle(ctx context.Context, in Incoming, received time.Time, se
 	case errors.Is(err, context.DeadlineExceeded):
 		rec.Detail = err.Error()
 		r.finish(ctx, in, rec, "timeout", spec.Name, render.Group(render.Text("⏱️ "), render.Code(spec.Name), render.Textf(" did not finish within %s and was stopped.", r.timeout(spec))))
+	case errors.As(err, new(shownError)):
+		rec.Detail = err.Error()
+		r.finish(ctx, in, rec, "error", spec.Name, render.Node{}) // its progress message says it
 	case err != nil:
 		rec.Detail = err.Error()
 		r.finish(ctx, in, rec, "error", spec.Name, render.Group(render.Text("⚠️ "), render.Code(spec.Name), render.Text(" failed: "+err.Error())))
@@ -315,6 +318,12 @@ func (r *Router) timeout(spec Spec) time.Duration {
 	}
 	return r.cfg.Timeout
 }
+
+// shownError is a failure the command already showed in its progress
+// message: audited as an error, not told twice.
+type shownError struct{ error }
+
+func (e shownError) Unwrap() error { return e.error }
 
 // errPanic hides a handler's panic value from the chat; it is in the log.
 var errPanic = errors.New("internal error (details are in the bot's log)")

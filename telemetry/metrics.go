@@ -19,6 +19,7 @@ type Metrics struct {
 	MessagesRetried *prometheus.CounterVec
 	Commands        *prometheus.CounterVec
 	CommandLatency  *prometheus.HistogramVec
+	backups         backupMetrics
 }
 
 // NewMetrics creates and registers all metrics.
@@ -44,6 +45,7 @@ func NewMetrics() *Metrics {
 	}
 	m.Registry.MustRegister(m.MessagesSent, m.MessagesFailed, m.MessagesRetried, m.Commands, m.CommandLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.backups = newBackupMetrics(m.Registry)
 	return m
 }
 
@@ -127,4 +129,44 @@ func (read sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// backupMetrics are the backups' figures, per target.
+type backupMetrics struct {
+	runs        *prometheus.CounterVec
+	lastSuccess *prometheus.GaugeVec
+	duration    *prometheus.GaugeVec
+	size        *prometheus.GaugeVec
+}
+
+func newBackupMetrics(r *prometheus.Registry) backupMetrics {
+	b := backupMetrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigie_backup_runs_total", Help: "Backup runs ended, by target, action (backup, verify, restore, prune) and outcome (ok, failed, interrupted).",
+		}, []string{"target", "action", "outcome"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigie_backup_last_success_timestamp_seconds", Help: "When the newest good backup of the target ended, as a Unix time (from S3).",
+		}, []string{"target"}),
+		duration: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigie_backup_last_duration_seconds", Help: "How long the newest good backup of the target took.",
+		}, []string{"target"}),
+		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigie_backup_last_size_bytes", Help: "What the newest good backup of the target stores in S3 (compressed).",
+		}, []string{"target"}),
+	}
+	r.MustRegister(b.runs, b.lastSuccess, b.duration, b.size)
+	return b
+}
+
+// ObserveBackupRun counts a run that ended (backups.Observer).
+func (m *Metrics) ObserveBackupRun(target, action, outcome string, _ time.Duration) {
+	m.backups.runs.WithLabelValues(target, action, outcome).Inc()
+}
+
+// ObserveLastGoodBackup records the newest good backup of a target
+// (backups.Observer).
+func (m *Metrics) ObserveLastGoodBackup(target string, ended time.Time, took time.Duration, stored int64) {
+	m.backups.lastSuccess.WithLabelValues(target).Set(float64(ended.UnixMilli()) / 1000)
+	m.backups.duration.WithLabelValues(target).Set(took.Seconds())
+	m.backups.size.WithLabelValues(target).Set(float64(stored))
 }

@@ -32,9 +32,12 @@ func TestACLPoliciesCoverEveryChange(t *testing.T) {
 	for _, f := range files {
 		names[filepath.Base(f)] = true
 	}
-	want := []string{"nomad-watch.hcl", "consul-watch.hcl"}
+	want := []string{"nomad-watch.hcl", "consul-watch.hcl", "consul-snapshot.hcl"}
+	// The backup commands use S3 and PostgreSQL credentials, and for
+	// snapshots a token of their own (consul-snapshot.hcl).
+	backupCommands := []string{"backup", "verify", "restore", "prune"}
 	for _, s := range reg.Specs() {
-		if s.Access == commands.Change {
+		if s.Access == commands.Change && !slices.Contains(backupCommands, s.Name) {
 			want = append(want, "nomad-"+s.Name+".hcl")
 		}
 	}
@@ -88,6 +91,7 @@ var (
 		"operator":  {[]string{"deny", "read", "write"}, nil},
 	}
 	consulRules = aclRules{
+		"acl":            {[]string{"deny", "read", "write"}, nil},
 		"node_prefix":    {[]string{"deny", "read", "write"}, nil},
 		"service_prefix": {[]string{"deny", "read", "write"}, nil},
 		"key_prefix":     {[]string{"deny", "list", "read", "write"}, nil},
@@ -98,6 +102,7 @@ var (
 var (
 	aclBlock        = regexp.MustCompile(`^([a-z_]+)(?:\s+"[^"]*")?\s*\{$`)
 	aclPolicy       = regexp.MustCompile(`^policy\s*=\s*"([^"]*)"$`)
+	aclTopLevel     = regexp.MustCompile(`^([a-z_]+)\s*=\s*"([^"]*)"$`)
 	aclCapabilities = regexp.MustCompile(`^capabilities\s*=\s*\[(.*)\]$`)
 )
 
@@ -129,6 +134,16 @@ func aclProblems(body string, rules aclRules) []string {
 				at("unbalanced }")
 			}
 			block = ""
+			continue
+		}
+		if m := aclTopLevel.FindStringSubmatch(line); m != nil && block == "" { // Consul's acl = "write"
+			r, ok := rules[m[1]]
+			switch {
+			case !ok:
+				at("unknown rule %q", m[1])
+			case !slices.Contains(r.policies, m[2]):
+				at("policy %q is not one of %v", m[2], r.policies)
+			}
 			continue
 		}
 		r, inBlock := rules[block]

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vigie/vigie/auth"
+	"github.com/vigie/vigie/backups"
 	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/commands"
 	"github.com/vigie/vigie/config"
@@ -39,6 +40,8 @@ type app struct {
 	metrics  *telemetry.Metrics
 	watchers []watchers.Watcher
 	sight    *watchers.Visibility // what Vigie sees of the watchers' sources
+	backups  *backups.Service
+	garage   *backups.Garage // nil: no Garage figures in the report
 }
 
 // seenRetention bounds the table of handled command events. Events that
@@ -84,13 +87,19 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		st.Close()
 		return nil, fmt.Errorf("nomad: %w", err)
 	}
+	m := telemetry.NewMetrics()
+	svc, garage, err := newBackups(cfg, clk, st, m, nomadTLS, consulTLS)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("backups: %w", err)
+	}
 	sight := watchers.NewVisibility(clk, a.BlindAfter.Duration)
-	reg, err := newRegistry(cfg, registryDeps{engine: engine, store: st, authorizer: authz, directory: identifier, nomad: nomad, sight: sight})
+	reg, err := newRegistry(cfg, registryDeps{engine: engine, store: st, authorizer: authz, directory: identifier, nomad: nomad, sight: sight,
+		backups: svc, garage: garage})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	m := telemetry.NewMetrics()
 	m.RegisterSources(func() []telemetry.SourceReading {
 		var out []telemetry.SourceReading
 		for _, s := range sight.Statuses() {
@@ -104,8 +113,12 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		ConfirmTimeout: cfg.Policy.ConfirmTimeout.Duration, MutationsPerMin: cfg.Policy.MutationsPerMin,
 		AuditTransport: auditTransport, AuditRoom: cfg.Policy.AuditRoom, Clock: clk,
 	})
+	ws := newWatchers(cfg, clk, st, nomadTLS, consulTLS)
+	if len(cfg.Backups.Targets) > 0 {
+		ws = append(ws, backups.NewEvents(svc, st, backupEventsInterval))
+	}
 	return &app{cfg: cfg, clock: clk, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
-		watchers: newWatchers(cfg, clk, st, nomadTLS, consulTLS), sight: sight}, nil
+		watchers: ws, sight: sight, backups: svc, garage: garage}, nil
 }
 
 // auditTransport carries audit mirror lines: the audit room is a Matrix room.
@@ -142,6 +155,8 @@ type registryDeps struct {
 	directory  commands.Identifier
 	nomad      *nomadops.Client
 	sight      commands.Sources
+	backups    *backups.Service
+	garage     *backups.Garage
 }
 
 // newRegistry lists every command.
@@ -154,7 +169,11 @@ func newRegistry(cfg *config.Config, d registryDeps) (*commands.Registry, error)
 		&commands.Status{Nomad: d.nomad, Sources: d.sight}, &commands.Jobs{Nomad: d.nomad}, &commands.Job{Nomad: d.nomad}, &commands.Logs{Nomad: d.nomad},
 		&commands.Deploy{Nomad: d.nomad, JobspecsDir: cfg.Nomad.JobspecsDir}, &commands.Rollback{Nomad: d.nomad},
 		&commands.Scale{Nomad: d.nomad, MaxCount: cfg.Policy.MaxScale},
-		&commands.Restart{Nomad: d.nomad}, &commands.Promote{Nomad: d.nomad})
+		&commands.Restart{Nomad: d.nomad}, &commands.Promote{Nomad: d.nomad},
+		&commands.Backup{Backups: d.backups, Timeout: cfg.Backups.Timeout.Duration}, &commands.Backups{Backups: d.backups},
+		&commands.Verify{Backups: d.backups, Timeout: cfg.Backups.Timeout.Duration},
+		&commands.Restore{Backups: d.backups, Timeout: cfg.Backups.Timeout.Duration}, &commands.Prune{Backups: d.backups},
+		&commands.BackupReport{Backups: d.backups, Garage: d.garage})
 	if err == nil {
 		err = reg.Register(&commands.Help{Registry: reg})
 	}
@@ -300,19 +319,14 @@ func newWatchers(cfg *config.Config, clk clock.Clock, st *store.Store, nomadTLS,
 // reconnect logic).
 var watcherBackoff = watchers.Backoff{Min: time.Second, Max: time.Minute}
 
-// startAlerts runs the incident timers and the watchers until ctx ends;
-// wait blocks until they have stopped.
-func (a *app) startAlerts(ctx context.Context) (wait func()) {
+// startAlerts runs the incident timers, the watchers and the backup
+// schedules until ctx ends; the backup report goes to transport; wait
+// blocks until they have stopped.
+func (a *app) startAlerts(ctx context.Context, transport string) (wait func()) {
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		a.engine.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		watchers.Supervise(ctx, a.engine, watcherBackoff, a.sight, a.watchers...)
-	}()
+	wg.Go(func() { a.engine.Run(ctx) })
+	wg.Go(func() { watchers.Supervise(ctx, a.engine, watcherBackoff, a.sight, a.watchers...) })
+	wg.Go(func() { a.runBackups(ctx, transport) })
 	return wg.Wait
 }
 

@@ -60,7 +60,7 @@ func runConsole(ctx context.Context, cfg *config.Config, clk clock.Clock, as str
 	sent := make(chan error, 1)
 	go func() { sent <- out.Run(sendCtx) }()
 	alertsCtx, stopAlerts := context.WithCancel(ctx)
-	waitAlerts := a.startAlerts(alertsCtx)
+	waitAlerts := a.startAlerts(alertsCtx, console.Transport)
 
 	readErr := con.Run(ctx)
 	stopAlerts()

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/vigie/vigie/clock"
 	"github.com/vigie/vigie/config"
@@ -75,7 +76,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	cfg, err := config.Load(*configPath)
 	if cmd == "check-config" {
-		return checkConfig(cfg, err, *configPath, stdout, stderr)
+		return checkConfig(cfg, err, *configPath, clk.Now(), stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "vigie: invalid configuration:\n%v\n", err)
@@ -100,8 +101,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // checkConfig reports every problem of a configuration in one run: those
 // of the file, the names it uses (rules, commands), and, when the file is
 // otherwise sound, whatever building the objects "vigie run" builds from
-// it would refuse (the directory, the policy, TLS). Nothing is contacted.
-func checkConfig(cfg *config.Config, err error, path string, stdout, stderr io.Writer) int {
+// it would refuse (the directory, the policy, TLS), and a pg_dump older
+// than the PostgreSQL server it backs up (the only server contacted; one
+// out of reach is noted, not a problem). now dates the schedules' next
+// runs.
+func checkConfig(cfg *config.Config, err error, path string, now time.Time, stdout, stderr io.Writer) int {
 	var problems *config.Errors
 	var ps []config.Problem
 	switch {
@@ -122,11 +126,18 @@ func checkConfig(cfg *config.Config, err error, path string, stdout, stderr io.W
 			ps = buildProblems(cfg)
 		}
 	}
+	var notes []string
+	if len(ps) == 0 {
+		ps, notes = pgDumpProblems(context.Background(), cfg)
+	}
 	if len(ps) > 0 {
 		fmt.Fprintf(stderr, "%s: %d problem(s):\n%v\n", displayPath(path), len(ps), &config.Errors{Problems: ps})
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: OK\n%s", displayPath(path), cfg.Summary())
+	fmt.Fprintf(stdout, "%s: OK\n%s%s", displayPath(path), cfg.Summary(), cfg.BackupSummary(now))
+	for _, n := range notes {
+		fmt.Fprintln(stdout, "note: "+n)
+	}
 	return 0
 }
 

@@ -71,7 +71,7 @@ func runMatrix(ctx context.Context, cfg *config.Config, clk clock.Clock, started
 	}
 
 	// Every loop below stops when ctx is cancelled; the first to fail cancels the others.
-	waitAlerts := a.startAlerts(ctx)
+	waitAlerts := a.startAlerts(ctx, bot.Transport)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for _, loop := range []func(context.Context) error{b.Run, a.sender(bot.Transport, b).Run} {

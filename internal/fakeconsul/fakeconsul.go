@@ -8,7 +8,8 @@
 // cap), an index that may go backwards (a snapshot restore), ACLs with one
 // token, node and service maintenance, and injected failures. What it does
 // not: ?filter= and ?node-meta= are ignored, ?near= does not sort, and every
-// other endpoint but GET /v1/snapshot (snapshot.go) answers 404.
+// other endpoint but GET /v1/snapshot (snapshot.go) and /v1/status/leader
+// answers 404.
 package fakeconsul
 
 import (
@@ -444,6 +445,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, Request{At: time.Now(), Method: r.Method, Path: r.URL.Path, Query: q, RawQuery: r.URL.RawQuery, Token: token})
 	s.mu.Unlock()
 
+	if r.URL.Path == "/v1/status/leader" {
+		// A single dev agent leads itself, on its server RPC port. Consul
+		// answers it to any token, without an index.
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`"127.0.0.1:8300"`))
+		return
+	}
 	if r.URL.Path == "/v1/snapshot" {
 		s.snapshot(w, r, token) // snapshot.go
 		return
