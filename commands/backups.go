@@ -23,7 +23,7 @@ type Backups struct {
 // Spec implements Command.
 func (b *Backups) Spec() Spec {
 	return Spec{Name: "backups", Access: Read, Summary: "the backups S3 holds: when, size, duration, verified", Usage: "[target]",
-		Help: "Read from the manifests in S3 (the source of truth). A backup whose manifest is damaged or names a missing object is listed as broken and never counted.",
+		Help:    "Read from the manifests in S3 (the source of truth). A backup whose manifest is damaged or names a missing object is listed as broken and never counted.",
 		MaxArgs: 1}
 }
 

@@ -139,8 +139,8 @@ type PolicyRule struct {
 	TwoPerson bool     `toml:"two_person"` // a second user must approve
 	// TwoPersonSet: two_person is in the file; otherwise each command's
 	// own default applies (restores need a second person).
-	TwoPersonSet bool `toml:"-"`
-	Approvers []string `toml:"approvers"`  // group DNs of approvers (default: Groups)
+	TwoPersonSet bool     `toml:"-"`
+	Approvers    []string `toml:"approvers"` // group DNs of approvers (default: Groups)
 }
 
 // Alerts configures the incident pipeline and where incidents are posted.
