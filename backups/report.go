@@ -22,21 +22,30 @@ type TargetStatus struct {
 }
 
 // State sums a target up in one word: ok, running, failed (its latest
-// backup run failed), stale, never, or unknown (S3 unreadable).
+// backup run failed), stale, never (scheduled but never backed up),
+// on demand (never backed up, nor scheduled to be), or unknown (S3
+// unreadable).
 func (t TargetStatus) State() string {
 	switch {
 	case t.Err != nil:
 		return "unknown"
 	case t.Running != "":
 		return "running"
-	case t.LastRun != nil && t.LastRun.Outcome != store.RunOK:
+	case t.LastRunFailed():
 		return "failed"
 	case t.Stale:
 		return "stale"
+	case t.LastGood == nil && t.Target.Schedule == "":
+		return "on demand"
 	case t.LastGood == nil:
 		return "never"
 	}
 	return "ok"
+}
+
+// LastRunFailed: the latest backup run ended badly.
+func (t TargetStatus) LastRunFailed() bool {
+	return t.LastRun != nil && (t.LastRun.Outcome == store.RunFailed || t.LastRun.Outcome == store.RunInterrupted)
 }
 
 // Report is the state of every target, and of Garage when configured.

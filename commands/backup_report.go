@@ -59,7 +59,7 @@ func RenderBackupReport(rep backups.Report) render.Node {
 			row[3] = size(m.StoredBytes)
 			if p := st.Previous; p != nil && p.Manifest.StoredBytes > 0 {
 				change := float64(m.StoredBytes-p.Manifest.StoredBytes) / float64(p.Manifest.StoredBytes)
-				row[3] += fmt.Sprintf(" (%+.0f%%)", change*100)
+				row[3] += sizeChange(change)
 				if change <= shrinkWarning {
 					row[3] += " ⚠️"
 					notes = append(notes, render.Line(render.Text(fmt.Sprintf("%s: the last backup is %.0f%% smaller than the one before: check what the source holds.", t.Name, -change*100))))
@@ -73,7 +73,7 @@ func RenderBackupReport(rep backups.Report) render.Node {
 				row[5] = "❌ " + age(rep.At.Sub(v.At)) + " ago"
 			}
 		}
-		if st.LastRun != nil && st.LastRun.Outcome != "ok" {
+		if st.LastRunFailed() {
 			notes = append(notes, render.Line(render.Text(fmt.Sprintf("%s: the last backup run (%s) %s: %s", t.Name,
 				st.LastRun.Started.UTC().Format("01-02 15:04"), st.LastRun.Outcome, st.LastRun.Error))))
 		}
@@ -104,7 +104,7 @@ func RenderBackupReport(rep backups.Report) render.Node {
 }
 
 // stateOrder ranks states from good to bad.
-var stateOrder = map[string]int{"ok": 0, "running": 1, "never": 2, "stale": 3, "unknown": 4, "failed": 5}
+var stateOrder = map[string]int{"ok": 0, "on demand": 0, "running": 1, "never": 2, "stale": 3, "unknown": 4, "failed": 5}
 
 func worse(a, b string) bool { return stateOrder[a] > stateOrder[b] }
 
@@ -114,8 +114,18 @@ func stateMark(s string) string {
 		return "✅ ok"
 	case "running":
 		return "⏳ running"
+	case "on demand":
+		return "on demand"
 	}
 	return "❌ " + s
+}
+
+// sizeChange prints a relative size change: " (+3%)", " (±0%)".
+func sizeChange(change float64) string {
+	if change > -0.005 && change < 0.005 {
+		return " (±0%)"
+	}
+	return fmt.Sprintf(" (%+.0f%%)", change*100)
 }
 
 // next prints when a run comes, "on demand" without a schedule.

@@ -43,10 +43,14 @@ func (r BackupStale) Evaluate(ev *watchers.Event) []Signal {
 	return []Signal{sig}
 }
 
-// shortAge prints a duration in whole hours, or minutes below two hours.
+// shortAge prints a duration in whole hours, minutes below two hours,
+// seconds below two minutes.
 func shortAge(d time.Duration) string {
-	if d >= 2*time.Hour {
+	switch {
+	case d >= 2*time.Hour:
 		return fmt.Sprintf("%dh", int(d.Hours()))
+	case d >= 2*time.Minute:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
 	}
-	return d.Round(time.Minute).String()
+	return d.Round(time.Second).String()
 }

@@ -53,6 +53,7 @@ dn: cn=ops,ou=groups,dc=example,dc=org
 objectClass: groupOfNames
 cn: ops
 member: uid=alice,ou=people,dc=example,dc=org
+member: uid=carol,ou=people,dc=example,dc=org
 `
 
 // useDirectory starts slapd with opsLDIF and points the bot's config at
