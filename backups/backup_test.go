@@ -55,7 +55,7 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 	}
 
 	v, err := e.svc.Verify(ctx, "main-db", "", "schedule", nil)
-	if err != nil || !v.OK || v.Level != levelRestore || !strings.Contains(v.Detail, "4 tables, 4000 rows, as dumped") {
+	if err != nil || !v.OK || v.Level != levelRestore || !strings.Contains(v.Detail, "5 tables, 4000 rows, as dumped") {
 		t.Fatalf("verification %+v %v", v, err)
 	}
 	if leftover := e.rows(t, "postgres"); len(leftover) != 0 {
@@ -74,7 +74,7 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.rows(t, "app_restored_20261130"); !maps.Equal(got, seededRows) || len(res.Tables) != 4 {
+	if got := e.rows(t, "app_restored_20261130"); !maps.Equal(got, seededRows) || len(res.Tables) != 5 {
 		t.Fatalf("restored rows %v", got)
 	}
 	// Never over a database that holds tables.
@@ -121,6 +121,11 @@ func TestPostgresAllDatabases(t *testing.T) {
 	want := []string{"globals.sql.zst", "app.dump.zst", "other.dump.zst", "postgres.dump.zst"}
 	if !slices.Equal(exts, want) {
 		t.Fatalf("objects %v, want %v", exts, want)
+	}
+	for _, db := range m.Source.Postgres.Databases { // "postgres" has no table: a small archive
+		if db.CountError != "" || (db.Name == "postgres") != (len(db.Tables) == 0) {
+			t.Fatalf("rows of %s: %+v", db.Name, db)
+		}
 	}
 	if _, _, err := e.svc.PlanRestore(t.Context(), "main-db", "", "", ""); err == nil || !strings.Contains(err.Error(), "say which with db=<name>") {
 		t.Fatalf("restore without db=: %v", err)

@@ -33,7 +33,8 @@ CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
 `
 
 // seededRows is what seedSQL puts in each table a dump holds.
-var seededRows = map[string]int64{"audit.events": 200, "public.customers": 500, "public.measurements": 300, "public.orders": 3000}
+var seededRows = map[string]int64{"audit.events": 200, "public.customers": 500, "public.measurements_2025": 213,
+	"public.measurements_2026": 87, "public.orders": 3000}
 
 // env is a service against a real PostgreSQL and a real S3.
 type env struct {

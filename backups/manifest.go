@@ -62,18 +62,22 @@ type Facts struct {
 	Snapshot *SnapshotFacts `json:"snapshot,omitempty"`
 }
 
-// PostgresFacts are the server and what each database held, counted in
-// the very snapshot pg_dump dumped.
+// PostgresFacts are the server and what each database's dump holds,
+// counted in the archive as it was written.
 type PostgresFacts struct {
 	ServerVersion string          `json:"server_version"`
 	PgDumpVersion string          `json:"pg_dump_version"`
 	Databases     []DatabaseFacts `json:"databases"`
 }
 
-// DatabaseFacts lists a database's tables and their rows.
+// DatabaseFacts lists a database's tables and the rows its dump holds.
 type DatabaseFacts struct {
 	Name   string       `json:"name"`
 	Tables []TableCount `json:"tables"`
+	// CountError says why the rows could not be counted (an archive
+	// format this Vigie does not read); verification then restores
+	// without comparing rows.
+	CountError string `json:"count_error,omitempty"`
 }
 
 // TableCount is one table's row count.

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -272,103 +271,62 @@ func (p *postgresSource) connArgs() []string {
 	return []string{"--host", p.srv.Host, "--port", strconv.Itoa(p.srv.Port), "--username", p.srv.User}
 }
 
-// dump starts pg_dump on one database inside a snapshot exported by a
-// read-only transaction, and counts the tables' rows in that same
-// snapshot meanwhile: what verification compares a restore with is
-// exactly what the dump holds.
+// dump starts pg_dump on one database and counts each table's rows in
+// the archive as it streams by: what verification compares a restore with
+// is exactly what the dump holds, at no cost to the server.
 func (p *postgresSource) dump(ctx context.Context, db string, env map[string]string) (io.ReadCloser, error) {
-	conn, err := p.srv.connect(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("PostgreSQL %s, database %q: %w", p.srv, db, err)
-	}
-	var snapshot string
-	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("PostgreSQL %s, database %q: export a snapshot: %w", p.srv, db, err)
-	}
-	args := append(p.connArgs(), "--dbname", db, "--format", "custom", "--compress", "0", "--snapshot", snapshot, "--no-password")
+	args := append(p.connArgs(), "--dbname", db, "--format", "custom", "--compress", "0", "--no-password")
 	out, err := startTool(ctx, p.tools.PgDump, args, toolEnv(env))
 	if err != nil {
-		conn.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	counted := make(chan error, 1)
-	go func() { // owned by the dump: Close waits for it
-		tables, err := countRows(ctx, tx)
-		if err == nil {
-			p.mu.Lock()
-			p.result.Databases = append(p.result.Databases, DatabaseFacts{Name: db, Tables: tables})
-			p.mu.Unlock()
-		}
-		counted <- err
-	}()
-	return &dumpStream{toolOutput: out, counted: counted, tx: tx, conn: conn, db: db}, nil
+	return &dumpStream{toolOutput: out, rows: newArchiveRows(), src: p, db: db}, nil
 }
 
-// dumpStream is pg_dump's output, holding the snapshot's transaction open
-// until the dump and the counts are done.
+// dumpStream is pg_dump's output, counted as it passes.
 type dumpStream struct {
 	*toolOutput
-	counted chan error
-	tx      pgx.Tx
-	conn    *pgx.Conn
-	db      string
-	done    bool
-	err     error
+	rows *archiveRows
+	src  *postgresSource
+	db   string
+	done bool
 }
 
 func (d *dumpStream) Read(p []byte) (int, error) {
 	n, err := d.toolOutput.Read(p)
-	if errors.Is(err, io.EOF) {
-		if ferr := d.finish(); ferr != nil {
-			return n, ferr
+	_, _ = d.rows.Write(p[:n])
+	if errors.Is(err, io.EOF) && !d.done { // pg_dump succeeded: its archive is whole
+		d.done = true
+		tables, cerr := d.rows.result()
+		facts := DatabaseFacts{Name: d.db, Tables: tables}
+		if cerr != nil {
+			facts = DatabaseFacts{Name: d.db, CountError: cerr.Error()}
 		}
+		d.src.mu.Lock()
+		d.src.result.Databases = append(d.src.result.Databases, facts)
+		d.src.mu.Unlock()
 	}
 	return n, err
 }
 
-// finish waits for the counts, ends the transaction and closes the
-// connection, once.
-func (d *dumpStream) finish() error {
-	if d.done {
-		return d.err
-	}
-	d.done = true
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := <-d.counted; err != nil {
-		d.err = fmt.Errorf("database %q: count the rows: %w", d.db, err)
-	}
-	_ = d.tx.Rollback(ctx) // read-only: nothing to commit
-	d.conn.Close(ctx)
-	return d.err
-}
-
 func (d *dumpStream) Close() error {
 	err := d.toolOutput.Close()
-	if !d.done { // the dump stopped early: stop a count still running
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = d.conn.PgConn().CancelRequest(ctx)
-		cancel()
+	if !d.done {
+		d.done = true
+		_, _ = d.rows.result()
 	}
-	_ = d.finish()
 	return err
 }
 
-// countRows counts every user table's rows (ordinary and partitioned
-// tables, not views), in the transaction's snapshot.
+// countRows counts the rows of every table a dump holds rows of, in the
+// transaction's snapshot: ONLY each table's own, as pg_dump dumps them.
 func countRows(ctx context.Context, tx pgx.Tx) ([]TableCount, error) {
 	tables, err := userTables(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
 	for i, t := range tables {
-		q := "SELECT count(*) FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize()
+		q := "SELECT count(*) FROM ONLY " + pgx.Identifier{t.Schema, t.Name}.Sanitize()
 		if err := tx.QueryRow(ctx, q).Scan(&tables[i].Rows); err != nil {
 			return nil, fmt.Errorf("%s.%s: %w", t.Schema, t.Name, err)
 		}
@@ -381,11 +339,11 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// userTables lists the tables a dump holds rows of: not the system's, not
-// the partitions (their rows count in their parent).
+// userTables lists the tables a dump holds rows of: ordinary tables and
+// partitions (a partitioned table holds none itself), not the system's.
 func userTables(ctx context.Context, q querier) ([]TableCount, error) {
 	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+		WHERE c.relkind = 'r'
 		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
 		ORDER BY 1, 2`)
 	if err != nil {

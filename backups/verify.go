@@ -274,12 +274,16 @@ func (s *Service) restoreCheck(ctx context.Context, t *Target, m *Manifest, o Ob
 	if err != nil {
 		return "", err
 	}
-	if err := compareCounts(want.Tables, got); err != nil {
-		return "", fmt.Errorf("database %s restored, but %w", o.Database, err)
-	}
 	var rows int64
 	for _, c := range got {
 		rows += c.Rows
+	}
+	if want.CountError != "" {
+		return fmt.Sprintf("%s restored on %s: %d tables, %d rows, not compared (the dump's rows were not counted: %s)",
+			o.Database, t.Verify, len(got), rows, want.CountError), nil
+	}
+	if err := compareCounts(want.Tables, got); err != nil {
+		return "", fmt.Errorf("database %s restored, but %w", o.Database, err)
 	}
 	return fmt.Sprintf("%s restored on %s: %d tables, %d rows, as dumped", o.Database, t.Verify, len(got), rows), nil
 }

@@ -29,7 +29,7 @@ func (r *Restore) Spec() Spec {
 	return Spec{Name: "restore", Access: Change, TwoPerson: true, Summary: "restore a PostgreSQL backup into a new database",
 		Usage: "<target> [backup] [into=<database>] [db=<database in the backup>]",
 		Help: "Restores the newest good backup, or the one given, into a new database (default <database>_restored_<date>) or an existing empty one, " +
-			"with pg_restore -j, then compares every table's rows with the counts taken when it was dumped. A database that holds tables is never " +
+			"with pg_restore -j, then compares every table's rows with those the dump holds. A database that holds tables is never " +
 			"restored into. For Consul and Nomad targets, replies with the commands that restore the snapshot by hand.",
 		MinArgs: 1, MaxArgs: 2, Options: []string{"into", "db"}, Timeout: r.Timeout}
 }

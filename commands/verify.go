@@ -15,8 +15,8 @@ type BackupVerifier interface {
 }
 
 // Verify proves a backup: its checksums, a snapshot's own sums, or a real
-// restore of a PostgreSQL dump on the verify server with the rows counted
-// when it was dumped. It reads and restores into a scratch database,
+// restore of a PostgreSQL dump on the verify server with the rows the
+// dump holds. It reads and restores into a scratch database,
 // destroying nothing, so it runs at once.
 type Verify struct {
 	Backups BackupVerifier
@@ -27,8 +27,8 @@ type Verify struct {
 func (v *Verify) Spec() Spec {
 	return Spec{Name: "verify", Access: Change, Summary: "prove a backup restores (the newest, or the one given)", Usage: "<target> [backup]",
 		Help: "Checks the stored objects against the manifest's SHA-256; a Consul or Nomad snapshot against its own SHA256SUMS; a PostgreSQL dump by " +
-			"restoring it (pg_restore -j) into a scratch database on the target's verify server and comparing every table's rows with the counts " +
-			"taken when it was dumped, then dropping the scratch database. The result is kept beside the manifest.",
+			"restoring it (pg_restore -j) into a scratch database on the target's verify server and comparing every table's rows with those " +
+			"the dump holds, then dropping the scratch database. The result is kept beside the manifest.",
 		MinArgs: 1, MaxArgs: 2, Timeout: v.Timeout}
 }
 
