@@ -167,3 +167,42 @@ func TestOneRunPerTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// What S3 refuses is said with its endpoint and S3 error code, and what
+// to check.
+func TestS3Refusals(t *testing.T) {
+	consul := fakeconsul.New()
+	t.Cleanup(consul.Close)
+	e := newEnv(t, func(e *env, _ []Target) []Target {
+		return []Target{{Name: "consul", Kind: KindConsul, Cluster: cluster("Consul", consul.URL), Retention: Retention{Last: 1}}}
+	})
+	for name, tc := range map[string]struct {
+		cfg  StorageConfig
+		want string
+	}{
+		"wrong secret":   {e.storageConfig("not-the-secret"), "SignatureDoesNotMatch"},
+		"unknown key":    {func() StorageConfig { c := e.storageConfig(e.s3.SecretKey); c.AccessKeyID = "GKnope"; return c }(), "InvalidAccessKeyId"},
+		"missing bucket": {func() StorageConfig { c := e.storageConfig(e.s3.SecretKey); c.Bucket = "nope"; return c }(), "NoSuchBucket"},
+		"wrong region":   {func() StorageConfig { c := e.storageConfig(e.s3.SecretKey); c.Region = "us-east-1"; return c }(), "AuthorizationHeaderMalformed"},
+	} {
+		s, err := NewStorage(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Check(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "S3 at "+e.s3.URL) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+		svc, err := New(Config{Targets: e.svc.cfg.Targets, Storage: s, Prefix: "vigie", WorkDir: t.TempDir(), Timeout: time.Minute}, e.st, e.clock, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.Backup(t.Context(), "consul", "schedule", nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: backup: %v", name, err)
+		}
+	}
+	if _, err := NewStorage(StorageConfig{Endpoint: "garage.example.org:3900"}); err == nil || !strings.Contains(err.Error(), "not an http(s)://host:port URL") {
+		t.Errorf("endpoint without scheme: %v", err)
+	}
+}

@@ -15,6 +15,9 @@ func TestHandler(t *testing.T) {
 	m := NewMetrics()
 	m.MessagesSent.WithLabelValues("matrix").Add(3)
 	m.RegisterOutbox("matrix", fakeCounts{"pending": 7})
+	m.ObserveBackupRun("main-db", "backup", "failed", time.Second)
+	m.ObserveBackupRun("main-db", "backup", "ok", 3*time.Minute)
+	m.ObserveLastGoodBackup("main-db", time.Unix(1764473400, 0), 3*time.Minute, 400<<20)
 	m.RegisterSources(func() []SourceReading {
 		return []SourceReading{
 			{Name: "nomad", Up: true, LastContact: time.Unix(1700000000, 500e6), LastEvent: time.Unix(1690000000, 0)},
@@ -55,6 +58,10 @@ func TestHandler(t *testing.T) {
 		`vigie_source_last_event_timestamp_seconds{source="nomad"} 1.69e+09`,
 		`vigie_source_up{source="consul"} 0`, `vigie_source_blind{source="consul"} 1`, `vigie_source_partial{source="consul"} 0`,
 		`vigie_source_partial{source="consul-eu"} 1`, `vigie_source_partial{source="nomad"} 0`,
+		`vigie_backup_runs_total{action="backup",outcome="failed",target="main-db"} 1`,
+		`vigie_backup_runs_total{action="backup",outcome="ok",target="main-db"} 1`,
+		`vigie_backup_last_success_timestamp_seconds{target="main-db"} 1.7644734e+09`,
+		`vigie_backup_last_duration_seconds{target="main-db"} 180`, `vigie_backup_last_size_bytes{target="main-db"} 4.194304e+08`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s:\n%s", want, body)

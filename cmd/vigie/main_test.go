@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/vigie/vigie/incidents"
+
+	"github.com/vigie/vigie/internal/testenv"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -198,5 +200,59 @@ func TestExampleConfigPassesCheckConfig(t *testing.T) {
 	t.Setenv("VIGIE_LDAP_BIND_PASSWORD", "example")
 	if code, out, errOut := vigie(t, "", "check-config", "--config", example); code != 0 || !strings.Contains(out, "OK") {
 		t.Fatalf("with its secrets: %d\n%s%s", code, out, errOut)
+	}
+}
+
+// check-config on backups: the next runs of each schedule, pg_dump
+// missing or older than the server as problems naming both versions, a
+// server out of reach as a note.
+func TestCheckConfigBackups(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old-pg_dump")
+	if err := os.WriteFile(old, []byte("#!/bin/sh\necho 'pg_dump (PostgreSQL) 13.9'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ name, body string }{{"pw", pg.Password}, {"key", "GKexample"}, {"secret", "s3-secret"}} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(f.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := func(pgDump string, port int) string {
+		return writeConfig(t, fmt.Sprintf(`[[backups.targets]]
+name = "main-db"
+kind = "postgres"
+schedule = "30 3 * * *"
+databases = ["postgres"]
+pg_dump_path = %q
+[backups.targets.postgres]
+host = "127.0.0.1"
+port = %d
+user = %q
+password_file = %q
+sslmode = "disable"
+[s3]
+endpoint = "http://127.0.0.1:3900"
+bucket = "backups"
+access_key_id_file = %q
+secret_access_key_file = %q
+`, pgDump, port, pg.User, filepath.Join(dir, "pw"), filepath.Join(dir, "key"), filepath.Join(dir, "secret")))
+	}
+	code, out, errOut := vigie(t, "", "check-config", "--config", conf(filepath.Join(pg.BinDir, "pg_dump"), pg.Port))
+	if code != 0 || !strings.Contains(out, `backups         "30 3 * * *", next `) || strings.Contains(out, "note:") {
+		t.Fatalf("a sound backup config: %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = vigie(t, "", "check-config", "--config", conf(old, pg.Port))
+	if code != 1 || !strings.Contains(errOut, "backups.targets[0].pg_dump_path: pg_dump (PostgreSQL) 13.9 is older than the server (PostgreSQL 15.") {
+		t.Fatalf("an old pg_dump: %d\n%s", code, errOut)
+	}
+	code, _, errOut = vigie(t, "", "check-config", "--config", conf("/nonexistent/pg_dump", pg.Port))
+	if code != 1 || !strings.Contains(errOut, "backups.targets[0].pg_dump_path: /nonexistent/pg_dump not found") {
+		t.Fatalf("no pg_dump: %d\n%s", code, errOut)
+	}
+	pg.Stop()
+	code, out, errOut = vigie(t, "", "check-config", "--config", conf(filepath.Join(pg.BinDir, "pg_dump"), pg.Port))
+	if code != 0 || !strings.Contains(out, "note: backup main-db: cannot compare pg_dump with the server now") {
+		t.Fatalf("the server out of reach: %d\n%s%s", code, out, errOut)
 	}
 }
