@@ -26,7 +26,7 @@ func TestRenderBackupReport(t *testing.T) {
 			Previous: goodBackup("main-db-20261129T033000Z", now.Add(-1710*time.Minute), 3*time.Minute, 900<<20),
 			Verified: &backups.Verification{At: now.Add(-2 * time.Hour), OK: true, Level: "restore"}, NextBackup: now.Add(19*time.Hour + 30*time.Minute)},
 		{Target: consul, LastGood: goodBackup("consul-20261129T000000Z", now.Add(-32*time.Hour), 2*time.Second, 4096), Broken: 1,
-			LastRun: &store.BackupRun{Started: now.Add(-2 * time.Hour), Outcome: store.RunFailed, Error: "Consul at http://c:8500 answered 500: <b>No cluster leader</b>"},
+			LastRun:    &store.BackupRun{Started: now.Add(-2 * time.Hour), Outcome: store.RunFailed, Error: "Consul at http://c:8500 answered 500: <b>No cluster leader</b>"},
 			NextBackup: now.Add(4 * time.Hour)},
 		{Target: nomad},
 	}, Garage: &backups.GarageStatus{API: "v2", Health: "healthy", StorageNodes: 3, StorageNodesOK: 3, Partitions: 256, PartitionsAllOK: 256, Objects: 120, Bytes: 3 << 30}}
