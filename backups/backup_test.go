@@ -219,18 +219,24 @@ func TestSnapshotBackups(t *testing.T) {
 		t.Fatalf("dev agent: %v", err)
 	}
 
-	// A snapshot that the server itself sends damaged is stored as sent:
-	// its verification fails, and says why.
+	// A snapshot the server sends damaged fails its backup: nothing kept.
 	damaged := fakeconsul.Snapshot()
 	damaged[len(damaged)-40] ^= 0xff // inside the gzip stream's last block
 	consul.SetSnapshot(damaged)
 	e.clock.Advance(time.Hour)
-	if _, err := e.svc.Backup(ctx, "consul", "schedule", nil); err != nil {
-		t.Fatal(err)
+	if _, err := e.svc.Backup(ctx, "consul", "schedule", nil); err == nil || !strings.Contains(err.Error(), "sent a damaged snapshot") {
+		t.Fatalf("a damaged snapshot: %v", err)
 	}
+	if list, _ := e.svc.List(ctx, "consul"); len(list) != 1 {
+		t.Fatalf("a damaged snapshot was kept: %+v", list)
+	}
+	// A stored object damaged in S3 (same size, other bytes) fails its
+	// verification on the checksum.
+	list, _ := e.svc.List(ctx, "consul")
+	obj := list[0].Manifest.Objects[0]
+	e.put(t, obj.Key, strings.Repeat("x", int(obj.StoredBytes)))
 	v, err := e.svc.Verify(ctx, "consul", "", "schedule", nil)
-	if err == nil || v.OK || !strings.Contains(err.Error(), "consul-20261130T043000Z.snap.zst") {
-		t.Fatalf("verification of a damaged snapshot: %+v %v", v, err)
+	if err == nil || v.OK || !strings.Contains(err.Error(), "does not match its checksum") {
+		t.Fatalf("verification of a damaged object: %+v %v", v, err)
 	}
-	t.Logf("damaged snapshot: %v", err)
 }

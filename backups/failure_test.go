@@ -12,16 +12,16 @@ import (
 	"github.com/vigie/vigie/store"
 )
 
-// bigSlowSnapshot makes the Consul fake serve a 24 MiB snapshot slowly:
-// long enough to stop an upload in the middle.
+// bigSlowSnapshot makes the Consul fake serve a valid 24 MiB snapshot of
+// what zstd cannot shrink, slowly: long enough to stop an upload in the
+// middle.
 func bigSlowSnapshot(consul *fakeconsul.Server) {
-	big := make([]byte, 24<<20)
+	state := make([]byte, 24<<20)
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range big { // noise zstd cannot shrink...
-		big[i] = byte(rng.Uint32())
+	for i := range state {
+		state[i] = byte(rng.Uint32())
 	}
-	copy(big, fakeconsul.Snapshot()) // ...after a gzip header
-	consul.SetSnapshot(big)
+	consul.SetSnapshot(fakeconsul.BuildSnapshot(99, state))
 	consul.ThrottleSnapshot(1<<20, 50*time.Millisecond)
 }
 

@@ -11,10 +11,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/vigie/vigie/internal/snaparchive"
 	"github.com/vigie/vigie/internal/tlserr"
 )
 
@@ -124,12 +124,7 @@ func (s *snapshotSource) open(ctx context.Context) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if idx, err := strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64); err == nil {
-		s.mu.Lock()
-		s.result.Index = idx
-		s.mu.Unlock()
-	}
-	body := &snapshotBody{ReadCloser: resp.Body, name: s.c.Name, address: s.c.Address}
+	body := &snapshotBody{ReadCloser: resp.Body, name: s.c.Name, address: s.c.Address, check: newArchiveCheck(), src: s}
 	// Nomad sends the SHA-256 of the whole body: checked at its end, so a
 	// snapshot damaged on the way fails the backup rather than being kept.
 	if d, ok := strings.CutPrefix(resp.Header.Get("Digest"), "sha-256="); ok {
@@ -140,14 +135,17 @@ func (s *snapshotSource) open(ctx context.Context) (io.ReadCloser, error) {
 	return body, nil
 }
 
-// snapshotBody checks the snapshot's magic (a gzip stream, not an error
-// page) and its digest when the server sent one.
+// snapshotBody checks the snapshot as it streams: a gzip stream (not an
+// error page), its Digest when the server sent one, and its own
+// SHA256SUMS: a damaged snapshot fails its backup rather than being kept.
 type snapshotBody struct {
 	io.ReadCloser
 	name, address string
 	want          []byte
 	hash          hash.Hash
 	head          int
+	check         *archiveCheck
+	src           *snapshotSource
 }
 
 func (b *snapshotBody) Read(p []byte) (int, error) {
@@ -160,11 +158,56 @@ func (b *snapshotBody) Read(p []byte) (int, error) {
 			}
 		}
 	}
+	b.check.Write(p[:n])
 	if b.hash != nil {
 		b.hash.Write(p[:n])
 		if err == io.EOF && string(b.hash.Sum(nil)) != string(b.want) {
 			return n, fmt.Errorf("%s at %s: the snapshot does not match its Digest header (damaged in transit)", b.name, b.address)
 		}
 	}
+	if err == io.EOF {
+		sum, cerr := b.check.result()
+		if cerr != nil {
+			return n, fmt.Errorf("%s at %s sent a damaged snapshot: %w", b.name, b.address, cerr)
+		}
+		b.src.mu.Lock()
+		b.src.result.Index = sum.Index
+		b.src.mu.Unlock()
+	}
 	return n, err
+}
+
+func (b *snapshotBody) Close() error {
+	b.check.result() // ends its goroutine
+	return b.ReadCloser.Close()
+}
+
+// archiveCheck runs snaparchive.Check on what is written to it, on its
+// own goroutine; a check that gave up does not hold the stream.
+type archiveCheck struct {
+	pw   *io.PipeWriter
+	done chan struct{}
+	sum  snaparchive.Summary
+	err  error
+}
+
+func newArchiveCheck() *archiveCheck {
+	pr, pw := io.Pipe()
+	c := &archiveCheck{pw: pw, done: make(chan struct{})}
+	go func() { // owned by the body: result waits for it
+		defer close(c.done)
+		c.sum, c.err = snaparchive.Check(pr)
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	return c
+}
+
+func (c *archiveCheck) Write(p []byte) {
+	_, _ = c.pw.Write(p)
+}
+
+func (c *archiveCheck) result() (snaparchive.Summary, error) {
+	c.pw.Close()
+	<-c.done
+	return c.sum, c.err
 }

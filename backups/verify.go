@@ -1,9 +1,7 @@
 package backups
 
 import (
-	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
 
+	"github.com/vigie/vigie/internal/snaparchive"
 	"github.com/vigie/vigie/store"
 )
 
@@ -143,22 +142,30 @@ func (s *Service) fetch(ctx context.Context, o Object, w io.Writer, tr *transfer
 		return 0, err
 	}
 	defer dec.Close()
-	n, err := io.Copy(w, countingReader{dec, &tr.raw})
-	if err != nil {
-		return n, fmt.Errorf("%s: %w", o.Key, err)
+	n, derr := io.Copy(w, countingReader{dec, &tr.raw})
+	if errors.Is(derr, errArchiveRead) {
+		return n, derr // the archive's reader stopped: its error says why
 	}
-	// The decoder may stop at the frame's end: hash whatever is left.
+	// Whatever the decoder left (it stops at the end of the frame, or at
+	// damage) is hashed too: a checksum that does not match is the cause
+	// to tell, before what it broke.
 	if _, err := io.Copy(hash, rc); err != nil {
 		return n, fmt.Errorf("%s: %w", o.Key, err)
 	}
 	if got := hex.EncodeToString(hash.Sum(nil)); got != o.SHA256 {
 		return n, fmt.Errorf("%s does not match its checksum (SHA-256 %s, the manifest says %s)", o.Key, got, o.SHA256)
 	}
+	if derr != nil {
+		return n, fmt.Errorf("%s: %w", o.Key, derr)
+	}
 	if n != o.RawBytes {
 		return n, fmt.Errorf("%s decompresses to %d bytes, the manifest says %d", o.Key, n, o.RawBytes)
 	}
 	return n, nil
 }
+
+// errArchiveRead ends a fetch whose archive reader stopped.
+var errArchiveRead = errors.New("the archive reader stopped")
 
 // checkArchive checks a snapshot: the gzipped tar's SHA256SUMS must hold
 // for its other members, as "consul snapshot inspect" and Nomad check.
@@ -170,90 +177,16 @@ func (s *Service) checkArchive(ctx context.Context, o Object, tr *transfer) (str
 		pw.CloseWithError(err)
 		fetched <- err
 	}()
-	detail, aerr := checkSnapshotArchive(pr)
-	pr.CloseWithError(errors.New("archive read")) // unblocks the fetch if the check stopped early
+	sum, aerr := snaparchive.Check(pr)
+	pr.CloseWithError(errArchiveRead) // unblocks the fetch if the check stopped early
 	ferr := <-fetched
-	if ferr != nil && aerr == nil {
-		return "", ferr
-	}
-	if aerr != nil {
+	switch {
+	case ferr != nil && !errors.Is(ferr, errArchiveRead):
+		return "", ferr // a checksum that does not match explains the rest
+	case aerr != nil:
 		return "", fmt.Errorf("%s: %w", o.Key, aerr)
 	}
-	return detail, nil
-}
-
-// checkSnapshotArchive reads a raft snapshot archive (gzipped tar of
-// meta.json, state.bin, SHA256SUMS) and checks its sums.
-func checkSnapshotArchive(r io.Reader) (string, error) {
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return "", fmt.Errorf("not a gzip archive: %w", err)
-	}
-	tr := tar.NewReader(zr)
-	sums := map[string]string{}
-	var listed map[string]string
-	var members []string
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return "", fmt.Errorf("damaged archive: %w", err)
-		}
-		if h.Name == "SHA256SUMS" {
-			if listed, err = parseSums(tr); err != nil {
-				return "", err
-			}
-			continue
-		}
-		hash := sha256.New()
-		if _, err := io.Copy(hash, tr); err != nil {
-			return "", fmt.Errorf("damaged archive member %s: %w", h.Name, err)
-		}
-		sums[h.Name] = hex.EncodeToString(hash.Sum(nil))
-		members = append(members, h.Name)
-	}
-	if _, err := io.Copy(io.Discard, zr); err != nil {
-		return "", fmt.Errorf("damaged archive: %w", err)
-	}
-	if listed == nil {
-		return "", errors.New("the archive has no SHA256SUMS")
-	}
-	for name, want := range listed {
-		got, ok := sums[name]
-		switch {
-		case !ok:
-			return "", fmt.Errorf("SHA256SUMS lists %s, which the archive lacks", name)
-		case got != want:
-			return "", fmt.Errorf("%s does not match SHA256SUMS", name)
-		}
-	}
-	for _, m := range members {
-		if _, ok := listed[m]; !ok {
-			return "", fmt.Errorf("%s is not in SHA256SUMS", m)
-		}
-	}
-	return fmt.Sprintf("snapshot archive: %s match SHA256SUMS", strings.Join(members, ", ")), nil
-}
-
-// parseSums reads sha256sum's format: "<hex>  <name>" per line.
-func parseSums(r io.Reader) (map[string]string, error) {
-	out := map[string]string{}
-	sc := bufio.NewScanner(io.LimitReader(r, 1<<20))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		sum, name, ok := strings.Cut(line, " ")
-		name = strings.TrimLeft(strings.TrimSpace(name), "*")
-		if _, err := hex.DecodeString(sum); !ok || err != nil || len(sum) != 64 || name == "" {
-			return nil, fmt.Errorf("SHA256SUMS has a malformed line %q", line)
-		}
-		out[name] = strings.ToLower(sum)
-	}
-	return out, sc.Err()
+	return fmt.Sprintf("snapshot archive: %s match SHA256SUMS (raft index %d)", strings.Join(sum.Members, ", "), sum.Index), nil
 }
 
 // restoreCheck restores one database dump into a scratch database on the

@@ -206,13 +206,12 @@ secret_access_key_file = %q
 	}
 
 	// SIGKILL in the middle of a Consul snapshot upload.
-	big := make([]byte, 24<<20)
+	state := make([]byte, 24<<20)
 	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range big { // what zstd cannot shrink: parts fill as fast as it comes
-		big[i] = byte(rng.Uint32())
+	for i := range state { // what zstd cannot shrink: parts fill as fast as it comes
+		state[i] = byte(rng.Uint32())
 	}
-	copy(big, fakeconsul.Snapshot())
-	consul.SetSnapshot(big)
+	consul.SetSnapshot(fakeconsul.BuildSnapshot(99, state))
 	consul.ThrottleSnapshot(256<<10, 50*time.Millisecond)
 	e.alice.SendText(t, room, "!vigie backup consul")
 	for deadline := time.Now().Add(30 * time.Second); ; {

@@ -14,11 +14,15 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	_ "embed"
-	"encoding/json"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/vigie/vigie/internal/slowhttp"
+	"github.com/vigie/vigie/internal/snaparchive"
 )
 
 // SnapshotIndex is the X-Consul-Index of the captured snapshot, the raft
@@ -47,9 +51,9 @@ type snapshotState struct {
 // X-Consul-Index is the Index of the archive's meta.json, as Consul reports
 // the snapshot's raft index, or SnapshotIndex when it has none.
 func (s *Server) SetSnapshot(archive []byte) {
-	index, ok := archiveIndex(archive)
-	if !ok {
-		index = SnapshotIndex
+	index := uint64(SnapshotIndex)
+	if sum, err := snaparchive.Check(bytes.NewReader(archive)); err == nil {
+		index = sum.Index
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -154,7 +158,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, token string) 
 	h.Set("X-Consul-Knownleader", "true")
 	h.Set("X-Consul-Lastcontact", "0")
 	h.Set("X-Consul-Query-Backend", "blocking-query")
-	streamBody(w, r, archive, st.chunk, st.every)
+	slowhttp.Stream(w, r, archive, st.chunk, st.every)
 }
 
 // AccessorID is the AccessorID the fake gives a token in Consul's
@@ -164,57 +168,31 @@ func AccessorID(token string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
-// streamBody writes a 200 with body as a stream: the headers flushed
-// first, so that it goes chunked as Consul's does, then body chunk bytes at
-// a time (all at once when chunk is 0), pausing every between writes. It
-// gives up when the client goes away.
-func streamBody(w http.ResponseWriter, r *http.Request, body []byte, chunk int, every time.Duration) {
-	rc := http.NewResponseController(w)
-	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
-		return
-	}
-	if chunk <= 0 {
-		chunk = len(body)
-	}
-	for len(body) > 0 {
-		n := min(chunk, len(body))
-		if _, err := w.Write(body[:n]); err != nil || rc.Flush() != nil {
-			return
+// BuildSnapshot makes a valid snapshot archive, as Consul writes them, of
+// state at a raft index: for tests that need another one than the capture
+// (a large one, to cut its download mid-way).
+func BuildSnapshot(index uint64, state []byte) []byte {
+	meta := fmt.Sprintf(`{"Version":1,"ID":"2-%d-1764504427000","Index":%d,"Term":2,"Peers":null,"Configuration":{"Servers":null},"ConfigurationIndex":1,"Size":%d}`,
+		index, index, len(state))
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	var sums strings.Builder
+	for _, m := range []struct {
+		name string
+		body []byte
+	}{{"meta.json", []byte(meta)}, {"state.bin", state}, {"SHA256SUMS", nil}} {
+		if m.name == "SHA256SUMS" {
+			m.body = []byte(sums.String())
+		} else {
+			sum := sha256.Sum256(m.body)
+			sums.WriteString(hex.EncodeToString(sum[:]) + "  " + m.name + "\n")
 		}
-		body = body[n:]
-		if len(body) == 0 || every <= 0 {
-			continue
-		}
-		t := time.NewTimer(every)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+		// Writes to a bytes.Buffer do not fail.
+		_ = tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o600, Size: int64(len(m.body))})
+		_, _ = tw.Write(m.body)
 	}
-}
-
-// archiveIndex reads the raft index from the meta.json of a snapshot
-// archive.
-func archiveIndex(archive []byte) (uint64, bool) {
-	zr, err := gzip.NewReader(bytes.NewReader(archive))
-	if err != nil {
-		return 0, false
-	}
-	tr := tar.NewReader(zr)
-	for {
-		hdr, err := tr.Next()
-		if err != nil {
-			return 0, false
-		}
-		if hdr.Name == "meta.json" {
-			var meta struct{ Index uint64 }
-			if json.NewDecoder(tr).Decode(&meta) != nil {
-				return 0, false
-			}
-			return meta.Index, true
-		}
-	}
+	_ = tw.Close()
+	_ = zw.Close()
+	return buf.Bytes()
 }

@@ -1,15 +1,8 @@
 package fakeconsul
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -18,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/vigie/vigie/internal/snaparchive"
 )
 
 // do sends a request and reads the whole answer.
@@ -43,50 +37,14 @@ func do(t *testing.T, method, url string, header ...string) (*http.Response, []b
 }
 
 // verifyArchive checks a snapshot archive as `tar xzf && sha256sum -c
-// SHA256SUMS` would, and returns its members.
-func verifyArchive(t *testing.T, archive []byte) map[string][]byte {
+// SHA256SUMS` would.
+func verifyArchive(t *testing.T, archive []byte) snaparchive.Summary {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(archive))
+	sum, err := snaparchive.Check(bytes.NewReader(archive))
 	if err != nil {
 		t.Fatal(err)
 	}
-	members := map[string][]byte{}
-	tr := tar.NewReader(zr)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if members[hdr.Name], err = io.ReadAll(tr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sums, ok := members["SHA256SUMS"]
-	if !ok {
-		t.Fatalf("no SHA256SUMS in %v", slices.Sorted(maps.Keys(members)))
-	}
-	checked := 0
-	for line := range strings.Lines(string(sums)) {
-		want, name, ok := strings.Cut(strings.TrimSpace(line), "  ")
-		if !ok {
-			t.Fatalf("SHA256SUMS line %q", line)
-		}
-		b, ok := members[name]
-		if !ok {
-			t.Fatalf("SHA256SUMS names %s, absent from the archive", name)
-		}
-		if got := sha256.Sum256(b); hex.EncodeToString(got[:]) != want {
-			t.Errorf("%s: sha256 %x, SHA256SUMS says %s", name, got, want)
-		}
-		checked++
-	}
-	if checked != len(members)-1 {
-		t.Errorf("SHA256SUMS covers %d of the %d other members", checked, len(members)-1)
-	}
-	return members
+	return sum
 }
 
 // capturedHeaders reads a .headers file: the status line, then the headers.
@@ -135,13 +93,9 @@ func TestSnapshotServesCapture(t *testing.T) {
 			}
 		}
 	}
-	members := verifyArchive(t, capture)
-	var meta struct{ Index, Size uint64 }
-	if err := json.Unmarshal(members["meta.json"], &meta); err != nil {
-		t.Fatal(err)
-	}
-	if meta.Index != SnapshotIndex || want.Get("X-Consul-Index") != "31" || meta.Size != uint64(len(members["state.bin"])) {
-		t.Errorf("meta.json Index %d Size %d, X-Consul-Index %s, state.bin %d bytes", meta.Index, meta.Size, want.Get("X-Consul-Index"), len(members["state.bin"]))
+	sum := verifyArchive(t, capture)
+	if sum.Index != SnapshotIndex || want.Get("X-Consul-Index") != "31" || sum.Size != sum.StateBytes || len(sum.Members) != 2 {
+		t.Errorf("archive %+v, X-Consul-Index %s", sum, want.Get("X-Consul-Index"))
 	}
 
 	// Consul's client reads the index from the headers.
@@ -254,7 +208,7 @@ func TestSetSnapshot(t *testing.T) {
 	}
 
 	// Another valid archive: its meta.json gives the index.
-	other := buildArchive(t, `{"Version":1,"Index":77,"Term":3}`, bytes.Repeat([]byte("state "), 100000))
+	other := BuildSnapshot(77, bytes.Repeat([]byte("state "), 100000))
 	s.SetSnapshot(other)
 	resp, body = do(t, http.MethodGet, s.URL+"/v1/snapshot")
 	if !bytes.Equal(body, other) || resp.Header.Get("X-Consul-Index") != "77" {
@@ -308,32 +262,3 @@ func TestThrottleSnapshot(t *testing.T) {
 }
 
 // buildArchive makes a snapshot archive as Consul lays it out.
-func buildArchive(t *testing.T, meta string, state []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	var sums strings.Builder
-	for _, m := range []struct {
-		name string
-		body []byte
-	}{{"meta.json", []byte(meta)}, {"state.bin", state}} {
-		sum := sha256.Sum256(m.body)
-		sums.WriteString(hex.EncodeToString(sum[:]) + "  " + m.name + "\n")
-		if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o600, Size: int64(len(m.body))}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(m.body)
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: "SHA256SUMS", Mode: 0o600, Size: int64(sums.Len())}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write([]byte(sums.String()))
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}

@@ -22,6 +22,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/vigie/vigie/internal/slowhttp"
 )
 
 // snapshotState is what GET /v1/operator/snapshot serves; guarded by
@@ -105,37 +107,5 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 	h.Set("Digest", st.digest)
 	h.Set("Content-Type", "application/x-gzip")
 	h.Set("Vary", "Accept-Encoding")
-	streamBody(w, r, st.archive, st.chunk, st.every)
-}
-
-// streamBody writes a 200 with body as a stream: the headers flushed
-// first, so that it goes chunked as Nomad's does, then body chunk bytes at
-// a time (all at once when chunk is 0), pausing every between writes. It
-// gives up when the client goes away.
-func streamBody(w http.ResponseWriter, r *http.Request, body []byte, chunk int, every time.Duration) {
-	rc := http.NewResponseController(w)
-	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
-		return
-	}
-	if chunk <= 0 {
-		chunk = len(body)
-	}
-	for len(body) > 0 {
-		n := min(chunk, len(body))
-		if _, err := w.Write(body[:n]); err != nil || rc.Flush() != nil {
-			return
-		}
-		body = body[n:]
-		if len(body) == 0 || every <= 0 {
-			continue
-		}
-		t := time.NewTimer(every)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-	}
+	slowhttp.Stream(w, r, st.archive, st.chunk, st.every)
 }

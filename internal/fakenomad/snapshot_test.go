@@ -1,15 +1,8 @@
 package fakenomad
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -18,53 +11,18 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/api"
+	"github.com/vigie/vigie/internal/snaparchive"
 )
 
 // verifyArchive checks a snapshot archive as `tar xzf && sha256sum -c
-// SHA256SUMS` would, and returns its members.
-func verifyArchive(t *testing.T, archive []byte) map[string][]byte {
+// SHA256SUMS` would.
+func verifyArchive(t *testing.T, archive []byte) snaparchive.Summary {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(archive))
+	sum, err := snaparchive.Check(bytes.NewReader(archive))
 	if err != nil {
 		t.Fatal(err)
 	}
-	members := map[string][]byte{}
-	tr := tar.NewReader(zr)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if members[hdr.Name], err = io.ReadAll(tr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sums, ok := members["SHA256SUMS"]
-	if !ok {
-		t.Fatalf("no SHA256SUMS in %v", slices.Sorted(maps.Keys(members)))
-	}
-	checked := 0
-	for line := range strings.Lines(string(sums)) {
-		want, name, ok := strings.Cut(strings.TrimSpace(line), "  ")
-		if !ok {
-			t.Fatalf("SHA256SUMS line %q", line)
-		}
-		b, ok := members[name]
-		if !ok {
-			t.Fatalf("SHA256SUMS names %s, absent from the archive", name)
-		}
-		if got := sha256.Sum256(b); hex.EncodeToString(got[:]) != want {
-			t.Errorf("%s: sha256 %x, SHA256SUMS says %s", name, got, want)
-		}
-		checked++
-	}
-	if checked != len(members)-1 {
-		t.Errorf("SHA256SUMS covers %d of the %d other members", checked, len(members)-1)
-	}
-	return members
+	return sum
 }
 
 func TestSnapshotServesCapture(t *testing.T) {
@@ -101,13 +59,9 @@ func TestSnapshotServesCapture(t *testing.T) {
 	if !slices.Equal(resp.TransferEncoding, []string{"chunked"}) {
 		t.Errorf("Transfer-Encoding %v, want chunked as captured", resp.TransferEncoding)
 	}
-	members := verifyArchive(t, capture)
-	var meta struct{ Index, Size int }
-	if err := json.Unmarshal(members["meta.json"], &meta); err != nil {
-		t.Fatal(err)
-	}
-	if meta.Index != 12 || meta.Size != len(members["state.bin"]) {
-		t.Errorf("meta.json Index %d Size %d, state.bin %d bytes", meta.Index, meta.Size, len(members["state.bin"]))
+	sum := verifyArchive(t, capture)
+	if sum.Index != 12 || sum.Size != sum.StateBytes || len(sum.Members) != 2 {
+		t.Errorf("archive %+v", sum)
 	}
 
 	// Nomad's client checks the Digest as it reads.
