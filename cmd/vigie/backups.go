@@ -69,21 +69,28 @@ func backupTarget(cfg *config.Config, t config.BackupTarget, nomadTLS, consulTLS
 			out.Verify = &v
 		}
 	case config.BackupConsul:
-		token := cfg.Consul.Token.Reveal()
-		if t.Token.IsSet() {
-			token = t.Token.Reveal()
-		}
-		out.Cluster = backups.Cluster{Name: "Consul", Address: cfg.Consul.Address, Client: clusterClient(consulTLS),
-			Header: http.Header{"X-Consul-Token": nonEmpty(token)}, Query: nonEmptyQuery("dc", cfg.Consul.Datacenter)}
+		out.Cluster = snapshotCluster("Consul", cfg.Consul.Address, consulTLS, "X-Consul-Token", cfg.Consul.Token, t.Token, "dc", cfg.Consul.Datacenter)
 	case config.BackupNomad:
-		token := cfg.Nomad.Token.Reveal()
-		if t.Token.IsSet() {
-			token = t.Token.Reveal()
-		}
-		out.Cluster = backups.Cluster{Name: "Nomad", Address: cfg.Nomad.Address, Client: clusterClient(nomadTLS),
-			Header: http.Header{"X-Nomad-Token": nonEmpty(token)}, Query: nonEmptyQuery("region", cfg.Nomad.Region)}
+		out.Cluster = snapshotCluster("Nomad", cfg.Nomad.Address, nomadTLS, "X-Nomad-Token", cfg.Nomad.Token, t.Token, "region", cfg.Nomad.Region)
 	}
 	return out
+}
+
+// snapshotCluster is where a snapshot is saved from: the cluster's API,
+// with the target's own token if it has one (snapshots need a management
+// token), else the watchers'.
+func snapshotCluster(name, address string, tc *tls.Config, header string, token, own config.Secret, scopeKey, scope string) backups.Cluster {
+	if own.IsSet() {
+		token = own
+	}
+	c := backups.Cluster{Name: name, Address: address, Client: clusterClient(tc), Header: http.Header{}}
+	if token.IsSet() {
+		c.Header.Set(header, token.Reveal())
+	}
+	if scope != "" {
+		c.Query = url.Values{scopeKey: {scope}}
+	}
+	return c
 }
 
 func pgServer(s config.PGServer) backups.Server {
@@ -96,20 +103,6 @@ func clusterClient(tc *tls.Config) *http.Client {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tc
 	return &http.Client{Transport: transport}
-}
-
-func nonEmpty(v string) []string {
-	if v == "" {
-		return nil
-	}
-	return []string{v}
-}
-
-func nonEmptyQuery(k, v string) url.Values {
-	if v == "" {
-		return nil
-	}
-	return url.Values{k: {v}}
 }
 
 // reportKey remembers when the backup report was last posted, for the

@@ -30,6 +30,24 @@ CREATE TABLE baskets (id bigserial PRIMARY KEY, item int REFERENCES items (id), 
 INSERT INTO baskets (item, qty) SELECT 1 + g % 800, g % 7 FROM generate_series(1, 2500) g;
 `
 
+// pgTargetTOML is a [[backups.targets]] section dumping a database of pg
+// with its own pg_dump.
+func pgTargetTOML(name, schedule, database string, pg *testenv.Postgres, passwordFile string) string {
+	return fmt.Sprintf(`[[backups.targets]]
+name = %q
+kind = "postgres"
+schedule = %q
+databases = [%q]
+pg_dump_path = %q
+[backups.targets.postgres]
+host = "127.0.0.1"
+port = %d
+user = %q
+password_file = %q
+sslmode = "disable"
+`, name, schedule, database, filepath.Join(pg.BinDir, "pg_dump"), pg.Port, pg.User, passwordFile)
+}
+
 // pgRows counts a database's rows per table.
 func pgRows(t *testing.T, pg *testenv.Postgres, database string) map[string]int64 {
 	t.Helper()
@@ -121,30 +139,7 @@ room = %q
 report_schedule = "@every 4s"
 report_room = %q
 part_size_mib = 5
-[[backups.targets]]
-name = "main-db"
-kind = "postgres"
-schedule = "@every 3s"
-databases = ["shop"]
-pg_dump_path = %q
-[backups.targets.postgres]
-host = "127.0.0.1"
-port = %d
-user = %q
-password_file = %q
-sslmode = "disable"
-[[backups.targets]]
-name = "shop-db"
-kind = "postgres"
-databases = ["shop"]
-pg_dump_path = %q
-[backups.targets.postgres]
-host = "127.0.0.1"
-port = %d
-user = %q
-password_file = %q
-sslmode = "disable"
-[[backups.targets]]
+%s%s[[backups.targets]]
 name = "consul"
 kind = "consul"
 [s3]
@@ -152,8 +147,8 @@ endpoint = %q
 bucket = "backups"
 access_key_id_file = %q
 secret_access_key_file = %q
-`, consul.URL, room, room, filepath.Join(pg.BinDir, "pg_dump"), pg.Port, pg.User, write("pg-password", pg.Password),
-		filepath.Join(pg.BinDir, "pg_dump"), pg.Port, pg.User, filepath.Join(e.dir, "pg-password"),
+`, consul.URL, room, room, pgTargetTOML("main-db", "@every 3s", "shop", pg, write("pg-password", pg.Password)),
+		pgTargetTOML("shop-db", "", "shop", pg, filepath.Join(e.dir, "pg-password")),
 		s3.URL, write("s3-key", s3.AccessKey), write("s3-secret", s3.SecretKey))
 	if err := os.WriteFile(e.config, append(cfg, extra...), 0o600); err != nil {
 		t.Fatal(err)

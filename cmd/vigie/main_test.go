@@ -218,40 +218,30 @@ func TestCheckConfigBackups(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	conf := func(pgDump string, port int) string {
-		return writeConfig(t, fmt.Sprintf(`[[backups.targets]]
-name = "main-db"
-kind = "postgres"
-schedule = "30 3 * * *"
-databases = ["postgres"]
-pg_dump_path = %q
-[backups.targets.postgres]
-host = "127.0.0.1"
-port = %d
-user = %q
-password_file = %q
-sslmode = "disable"
-[s3]
+	conf := func(pgDump string) string {
+		target := pgTargetTOML("main-db", "30 3 * * *", "postgres", pg, filepath.Join(dir, "pw"))
+		target = strings.Replace(target, filepath.Join(pg.BinDir, "pg_dump"), pgDump, 1)
+		return writeConfig(t, target+fmt.Sprintf(`[s3]
 endpoint = "http://127.0.0.1:3900"
 bucket = "backups"
 access_key_id_file = %q
 secret_access_key_file = %q
-`, pgDump, port, pg.User, filepath.Join(dir, "pw"), filepath.Join(dir, "key"), filepath.Join(dir, "secret")))
+`, filepath.Join(dir, "key"), filepath.Join(dir, "secret")))
 	}
-	code, out, errOut := vigie(t, "", "check-config", "--config", conf(filepath.Join(pg.BinDir, "pg_dump"), pg.Port))
+	code, out, errOut := vigie(t, "", "check-config", "--config", conf(filepath.Join(pg.BinDir, "pg_dump")))
 	if code != 0 || !strings.Contains(out, `backups         "30 3 * * *", next `) || strings.Contains(out, "note:") {
 		t.Fatalf("a sound backup config: %d\n%s%s", code, out, errOut)
 	}
-	code, _, errOut = vigie(t, "", "check-config", "--config", conf(old, pg.Port))
+	code, _, errOut = vigie(t, "", "check-config", "--config", conf(old))
 	if code != 1 || !strings.Contains(errOut, "backups.targets[0].pg_dump_path: pg_dump (PostgreSQL) 13.9 is older than the server (PostgreSQL 15.") {
 		t.Fatalf("an old pg_dump: %d\n%s", code, errOut)
 	}
-	code, _, errOut = vigie(t, "", "check-config", "--config", conf("/nonexistent/pg_dump", pg.Port))
+	code, _, errOut = vigie(t, "", "check-config", "--config", conf("/nonexistent/pg_dump"))
 	if code != 1 || !strings.Contains(errOut, "backups.targets[0].pg_dump_path: /nonexistent/pg_dump not found") {
 		t.Fatalf("no pg_dump: %d\n%s", code, errOut)
 	}
 	pg.Stop()
-	code, out, errOut = vigie(t, "", "check-config", "--config", conf(filepath.Join(pg.BinDir, "pg_dump"), pg.Port))
+	code, out, errOut = vigie(t, "", "check-config", "--config", conf(filepath.Join(pg.BinDir, "pg_dump")))
 	if code != 0 || !strings.Contains(out, "note: backup main-db: cannot compare pg_dump with the server now") {
 		t.Fatalf("the server out of reach: %d\n%s%s", code, out, errOut)
 	}

@@ -261,9 +261,8 @@ func (p *Postgres) prepare(cmd *exec.Cmd) {
 	}
 }
 
-// launch starts the server on p.Port and waits until the superuser can
-// log in over TCP. It is process.start, but as p.cred: process.start sets
-// its own SysProcAttr.
+// launch starts the server on p.Port, as p.cred, and waits until the
+// superuser can log in over TCP.
 func (p *Postgres) launch() error {
 	// Quoted: the list is comma separated, and test names, hence
 	// t.TempDir(), may hold commas.
@@ -288,41 +287,7 @@ func (p *Postgres) launch() error {
 		// Logs go to stderr, i.e. to p.logPath.
 		"-c", "logging_collector=off")
 	p.prepare(cmd)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: p.cred}
-
-	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close() // the child has its own copy of the descriptor
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the exit status is in the log; we only need the reap
-		close(exited)
-	}()
-	p.mu.Lock()
-	p.cmd, p.exited = cmd, exited
-	p.mu.Unlock()
-
-	deadline := time.Now().Add(postgresReadyTimeout)
-	for {
-		err := p.ping()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return errors.New("PostgreSQL exited before becoming ready")
-		case <-time.After(25 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %w", postgresReadyTimeout, err)
-		}
-	}
+	return p.start(cmd, postgresReadyTimeout, p.ping)
 }
 
 // ping logs in as the superuser over TCP: it proves the listener, the end

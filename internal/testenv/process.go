@@ -24,8 +24,9 @@ type process struct {
 	exited chan struct{} // closed once cmd has been waited for
 }
 
-// start runs cmd and polls ready every 25ms until it reports nil, the
-// process exits, or timeout passes.
+// start runs cmd (in a process group of its own, with what SysProcAttr it
+// has, such as a user to run as) and polls ready every 25ms until it
+// reports nil, the process exits, or timeout passes.
 func (p *process) start(cmd *exec.Cmd, timeout time.Duration, ready func() error) error {
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -33,7 +34,10 @@ func (p *process) start(cmd *exec.Cmd, timeout time.Duration, ready func() error
 	}
 	defer logFile.Close() // the child has its own copy of the descriptor
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so Stop kills anything it spawns
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true // so Stop kills anything it spawns
 	if err := cmd.Start(); err != nil {
 		return err
 	}
