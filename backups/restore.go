@@ -201,15 +201,21 @@ func (s *Service) restore(ctx context.Context, t *Target, p *RestorePlan, r *act
 	return &RestoreResult{Plan: p, Tables: got}, nil
 }
 
-// snapshotRestore gives the commands restoring a snapshot by hand.
+// snapshotRestore gives the commands restoring a snapshot by hand: fetch
+// the object, check it against the manifest's SHA-256, decompress, restore.
 func (s *Service) snapshotRestore(t *Target, b *Backup) *SnapshotRestore {
 	o := b.Manifest.Objects[0]
-	file := path.Base(strings.TrimSuffix(o.Key, ".zst"))
-	fetch := fmt.Sprintf("aws --endpoint-url %s s3 cp s3://%s/%s - | zstd -d > %s", s.cfg.Storage.Endpoint(), s.cfg.Storage.Bucket(), o.Key, file)
-	check := fmt.Sprintf("echo '%s  -' # the SHA-256 of the stored object, as in the manifest", o.SHA256)
+	stored := path.Base(o.Key)
+	file := strings.TrimSuffix(stored, ".zst")
 	restore := "consul snapshot restore " + file
 	if t.Kind == KindNomad {
 		restore = "nomad operator snapshot restore " + file
 	}
-	return &SnapshotRestore{Backup: b, Object: o, Command: strings.Join([]string{fetch, check, restore}, "\n")}
+	cmds := []string{
+		fmt.Sprintf("aws --endpoint-url %s s3 cp s3://%s/%s %s", s.cfg.Storage.Endpoint(), s.cfg.Storage.Bucket(), o.Key, stored),
+		fmt.Sprintf("echo '%s  %s' | sha256sum -c", o.SHA256, stored),
+		"zstd -d " + stored,
+		restore,
+	}
+	return &SnapshotRestore{Backup: b, Object: o, Command: strings.Join(cmds, "\n")}
 }
