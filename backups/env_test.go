@@ -2,6 +2,7 @@ package backups
 
 import (
 	"context"
+	"github.com/vigie/vigie/internal/pgserver"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,7 +44,7 @@ type env struct {
 	st    *store.Store
 	clock *clock.Manual
 	svc   *Service
-	srv   Server
+	srv   pgserver.Server
 	tools Tools
 }
 
@@ -57,7 +58,7 @@ func newEnv(t *testing.T, configure func(e *env, targets []Target) []Target) *en
 	e.s3.CreateBucket(t, bucket)
 	e.pg.Exec(t, "postgres", "CREATE DATABASE app")
 	e.pg.Exec(t, "app", seedSQL)
-	e.srv = Server{Host: e.pg.Host, Port: e.pg.Port, User: e.pg.User, Password: e.pg.Password, SSLMode: "disable"}
+	e.srv = pgserver.Server{Host: e.pg.Host, Port: e.pg.Port, User: e.pg.User, Password: e.pg.Password, SSLMode: "disable"}
 	e.tools = Tools{PgDump: filepath.Join(e.pg.BinDir, "pg_dump")}
 	var err error
 	if e.st, err = store.Open(t.Context(), t.TempDir(), e.clock); err != nil {
@@ -100,7 +101,7 @@ func (e *env) pending(t *testing.T) []string {
 // rows counts a table's rows in a database.
 func (e *env) rows(t *testing.T, database string) map[string]int64 {
 	t.Helper()
-	conn, err := e.srv.connect(t.Context(), database)
+	conn, err := e.srv.Connect(t.Context(), database)
 	if err != nil {
 		t.Fatal(err)
 	}

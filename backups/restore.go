@@ -3,6 +3,7 @@ package backups
 import (
 	"context"
 	"fmt"
+	"github.com/vigie/vigie/internal/pgserver"
 	"os"
 	"path"
 	"strings"
@@ -21,7 +22,7 @@ type RestorePlan struct {
 	Object   Object        // the dump restored
 	Facts    DatabaseFacts // what it held when dumped
 	Into     string        // the database restored into
-	Server   Server
+	Server   pgserver.Server
 	Existing bool // Into exists, empty: restored into as it is
 }
 
@@ -104,8 +105,8 @@ func (m *Manifest) databases() []string {
 
 // checkTarget refuses a database that exists and holds tables; it says
 // whether it exists (empty).
-func checkTarget(ctx context.Context, srv Server, database string) (bool, error) {
-	admin, err := srv.connect(ctx, "postgres")
+func checkTarget(ctx context.Context, srv pgserver.Server, database string) (bool, error) {
+	admin, err := srv.Connect(ctx, "postgres")
 	if err != nil {
 		return false, err
 	}
@@ -117,7 +118,7 @@ func checkTarget(ctx context.Context, srv Server, database string) (bool, error)
 	if !exists {
 		return false, nil
 	}
-	conn, err := srv.connect(ctx, database)
+	conn, err := srv.Connect(ctx, database)
 	if err != nil {
 		return true, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vigie/vigie/internal/pgserver"
 	"os"
 	"path/filepath"
 	"sync"
@@ -42,8 +43,8 @@ type Target struct {
 	// postgres
 	Databases []string // names, or ["*"]
 	Tools     Tools
-	Postgres  Server
-	Verify    *Server // where restores are verified; nil: checksums only
+	Postgres  pgserver.Server
+	Verify    *pgserver.Server // where restores are verified; nil: checksums only
 
 	// consul, nomad
 	Cluster Cluster

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vigie/vigie/internal/pgserver"
 	"io"
 	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -18,78 +18,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// Server is how Vigie reaches a PostgreSQL server.
-type Server struct {
-	Host     string
-	Port     int
-	User     string
-	Password string
-	SSLMode  string // libpq's sslmode
-	CAFile   string // sslrootcert, for verify-ca and verify-full
-}
-
-func (s Server) String() string { return fmt.Sprintf("%s@%s:%d", s.User, s.Host, s.Port) }
-
-// connString is a libpq keyword/value string without the password (given
-// apart, so it is never in a string that could be logged).
-func (s Server) connString(database string) string {
-	kv := []string{
-		"host=" + quoteConn(s.Host), "port=" + strconv.Itoa(s.Port), "user=" + quoteConn(s.User),
-		"dbname=" + quoteConn(database), "sslmode=" + quoteConn(s.SSLMode),
-		"connect_timeout=15", "application_name=vigie",
-	}
-	if s.CAFile != "" {
-		kv = append(kv, "sslrootcert="+quoteConn(s.CAFile))
-	}
-	return strings.Join(kv, " ")
-}
-
-func quoteConn(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-// connect opens a connection to one database.
-func (s Server) connect(ctx context.Context, database string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(s.connString(database))
-	if err != nil {
-		return nil, fmt.Errorf("PostgreSQL %s: %w", s, err)
-	}
-	cfg.Password = s.Password
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("PostgreSQL %s, database %q: %w", s, database, err)
-	}
-	return conn, nil
-}
-
-// pgpass writes a libpq password file for s in dir (0600), so that the
-// tools get the password without a command line or an environment
-// variable another process could read; it returns the tools' environment.
-func (s Server) toolEnv(dir string) (map[string]string, error) {
-	env := map[string]string{"PGSSLMODE": s.SSLMode, "PGCONNECT_TIMEOUT": "15", "PGAPPNAME": "vigie"}
-	if s.CAFile != "" {
-		env["PGSSLROOTCERT"] = s.CAFile
-	}
-	if s.Password == "" {
-		return env, nil
-	}
-	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
-	line := strings.Join([]string{esc.Replace(s.Host), strconv.Itoa(s.Port), "*", esc.Replace(s.User), esc.Replace(s.Password)}, ":") + "\n"
-	f, err := os.CreateTemp(dir, "pgpass-")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if err := f.Chmod(0o600); err != nil {
-		return nil, err
-	}
-	if _, err := f.WriteString(line); err != nil {
-		return nil, err
-	}
-	env["PGPASSFILE"] = f.Name()
-	return env, nil
-}
 
 // Tools are the PostgreSQL client programs, found beside pg_dump.
 type Tools struct{ PgDump string }
@@ -142,12 +70,12 @@ func serverVersion(ctx context.Context, conn *pgx.Conn) (int, string, error) {
 
 // CheckPgDump compares pg_dump's major version with the server's: an
 // older pg_dump cannot dump a newer server.
-func CheckPgDump(ctx context.Context, tools Tools, srv Server, database string) error {
+func CheckPgDump(ctx context.Context, tools Tools, srv pgserver.Server, database string) error {
 	dumpMajor, dumpLine, err := tools.Version(ctx, "pg_dump")
 	if err != nil {
 		return err
 	}
-	conn, err := srv.connect(ctx, database)
+	conn, err := srv.Connect(ctx, database)
 	if err != nil {
 		return err
 	}
@@ -176,7 +104,7 @@ func (e *PgDumpTooOldError) Error() string {
 // postgresSource dumps databases with pg_dump -Fc through the Stolon
 // proxy, counting each table's rows in the very snapshot pg_dump reads.
 type postgresSource struct {
-	srv       Server
+	srv       pgserver.Server
 	tools     Tools
 	databases []string // names, or ["*"]
 	workDir   string   // for the password file; removed by the run
@@ -199,7 +127,7 @@ func (p *postgresSource) parts(ctx context.Context) ([]part, error) {
 	if !all {
 		first = p.databases[0]
 	}
-	conn, err := p.srv.connect(ctx, first)
+	conn, err := p.srv.Connect(ctx, first)
 	if err != nil {
 		if pgErrorCode(err) == "3D000" { // invalid_catalog_name
 			return nil, fmt.Errorf("PostgreSQL %s has no database %q", p.srv, first)
@@ -245,7 +173,7 @@ func (p *postgresSource) parts(ctx context.Context) ([]part, error) {
 			return nil, fmt.Errorf("PostgreSQL %s has no database %s", p.srv, strings.Join(missing, ", "))
 		}
 	}
-	env, err := p.srv.toolEnv(p.workDir)
+	env, err := p.srv.ToolEnv(p.workDir)
 	if err != nil {
 		return nil, fmt.Errorf("password file: %w", err)
 	}

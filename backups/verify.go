@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/vigie/vigie/internal/pgserver"
 	"io"
 	"os"
 	"slices"
@@ -254,8 +255,8 @@ func (s *Service) download(ctx context.Context, o Object, file string, tr *trans
 // restoreInto restores a dump file into database with pg_restore -j,
 // creating it first when create is set (and dropping it after when drop
 // is, for a scratch database), and counts its tables' rows.
-func restoreInto(ctx context.Context, srv Server, tools Tools, file, database, dir string, create, drop bool) ([]TableCount, error) {
-	admin, err := srv.connect(ctx, "postgres")
+func restoreInto(ctx context.Context, srv pgserver.Server, tools Tools, file, database, dir string, create, drop bool) ([]TableCount, error) {
+	admin, err := srv.Connect(ctx, "postgres")
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +278,7 @@ func restoreInto(ctx context.Context, srv Server, tools Tools, file, database, d
 	if err := pgRestore(ctx, srv, tools, admin, file, database, dir); err != nil {
 		return nil, err
 	}
-	conn, err := srv.connect(ctx, database)
+	conn, err := srv.Connect(ctx, database)
 	if err != nil {
 		return nil, err
 	}
@@ -296,12 +297,12 @@ const restoreJobs = 2
 // pgRestore runs pg_restore -j into database. A superuser restores owners
 // and privileges as dumped; another user restores without them (it could
 // not set them), the objects then belong to it.
-func pgRestore(ctx context.Context, srv Server, tools Tools, admin *pgx.Conn, file, database, dir string) error {
+func pgRestore(ctx context.Context, srv pgserver.Server, tools Tools, admin *pgx.Conn, file, database, dir string) error {
 	var super bool
 	if err := admin.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
 		return fmt.Errorf("PostgreSQL %s: %w", srv, err)
 	}
-	env, err := srv.toolEnv(dir)
+	env, err := srv.ToolEnv(dir)
 	if err != nil {
 		return fmt.Errorf("password file: %w", err)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"fmt"
+	"github.com/vigie/vigie/internal/pgserver"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +52,7 @@ func BenchmarkBackupPgbench(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	srv := backups.Server{Host: pg.Host, Port: pg.Port, User: pg.User, Password: pg.Password, SSLMode: "disable"}
+	srv := pgserver.Server{Host: pg.Host, Port: pg.Port, User: pg.User, Password: pg.Password, SSLMode: "disable"}
 	svc, err := backups.New(backups.Config{
 		Targets: []backups.Target{{Name: "bench", Kind: backups.KindPostgres, Databases: []string{"bench"},
 			Tools: backups.Tools{PgDump: filepath.Join(pg.BinDir, "pg_dump")}, Postgres: srv, Verify: &srv, Retention: backups.Retention{Last: 5}}},

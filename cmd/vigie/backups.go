@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/vigie/vigie/internal/pgserver"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -93,8 +94,8 @@ func snapshotCluster(name, address string, tc *tls.Config, header string, token,
 	return c
 }
 
-func pgServer(s config.PGServer) backups.Server {
-	return backups.Server{Host: s.Host, Port: s.Port, User: s.User, Password: s.Password.Reveal(), SSLMode: s.SSLMode, CAFile: s.CAFile}
+func pgServer(s config.PGServer) pgserver.Server {
+	return pgserver.Server{Host: s.Host, Port: s.Port, User: s.User, Password: s.Password.Reveal(), SSLMode: s.SSLMode, CAFile: s.CAFile}
 }
 
 // clusterClient downloads snapshots: no overall timeout (the run's
