@@ -8,8 +8,8 @@
 // cap), an index that may go backwards (a snapshot restore), ACLs with one
 // token, node and service maintenance, and injected failures. What it does
 // not: ?filter= and ?node-meta= are ignored, ?near= does not sort, and every
-// other endpoint but GET /v1/snapshot (snapshot.go) and /v1/status/leader
-// answers 404.
+// other endpoint but GET /v1/snapshot (snapshot.go), the KV store /v1/kv/
+// (kv.go) and /v1/status/leader answers 404.
 package fakeconsul
 
 import (
@@ -149,6 +149,7 @@ type Server struct {
 	failures []failure
 	requests []Request
 	snap     snapshotState // GET /v1/snapshot, snapshot.go
+	kv       kvState       // /v1/kv/, kv.go
 }
 
 // New starts a fake holding the captured state at IndexBefore, without ACLs.
@@ -159,6 +160,7 @@ func New() *Server {
 		panic(err) // the embedded capture is valid JSON
 	}
 	s.index, s.checks = IndexBefore, checks
+	s.kvInit()
 	if s.srv, err = restartable.Start(http.HandlerFunc(s.serve)); err != nil {
 		panic("fakeconsul: " + err.Error()) // as httptest does: no loopback port
 	}
@@ -454,6 +456,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == "/v1/snapshot" {
 		s.snapshot(w, r, token) // snapshot.go
+		return
+	}
+	if s.serveKV(w, r, token) { // kv.go, once the KV store is on
 		return
 	}
 	state, ok := strings.CutPrefix(r.URL.Path, "/v1/health/state/")
