@@ -40,6 +40,10 @@ type Postgres struct {
 	BinDir   string // initdb, postgres, pg_dump, pg_restore, psql, pgbench
 	Major    int    // the server's major version, e.g. 15
 
+	// ReplicationSlot is, for a standby from StartStandby, the name of
+	// its physical replication slot on the primary; empty otherwise.
+	ReplicationSlot string
+
 	dir     string
 	dataDir string
 	sockDir string
@@ -305,10 +309,21 @@ func (p *Postgres) ping() error {
 // URL returns a connection URL to database as the superuser, over TCP
 // without TLS.
 func (p *Postgres) URL(database string) string {
+	return p.URLVia(p.Addr(), database)
+}
+
+// Addr returns the server's "host:port", e.g. a TCPProxy target.
+func (p *Postgres) Addr() string {
+	return net.JoinHostPort(p.Host, strconv.Itoa(p.Port))
+}
+
+// URLVia is URL with another "host:port" to connect to, such as a
+// TCPProxy's Addr in front of the server.
+func (p *Postgres) URLVia(addr, database string) string {
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(p.User, p.Password),
-		Host:     net.JoinHostPort(p.Host, strconv.Itoa(p.Port)),
+		Host:     addr,
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",
 	}
@@ -334,6 +349,44 @@ func (p *Postgres) Exec(t testing.TB, database, sql string) {
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		t.Fatalf("PostgreSQL database %q: %v\nSQL: %s", database, err, sql)
 	}
+}
+
+// QueryValue runs sql in database as the superuser and returns the first
+// column of its first row as PostgreSQL prints it ("t" for true, "0/3000148"
+// for an LSN), "" for NULL. It fails the test on error or when there is no
+// row. Of several statements separated by semicolons, the last one's
+// result counts.
+func (p *Postgres) QueryValue(t testing.TB, database, sql string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	v, err := p.queryValue(ctx, database, sql)
+	if err != nil {
+		t.Fatalf("PostgreSQL database %q: %v\nSQL: %s", database, err, sql)
+	}
+	return v
+}
+
+// queryValue is QueryValue returning its error, for polling.
+func (p *Postgres) queryValue(ctx context.Context, database, sql string) (string, error) {
+	conn, err := pgx.Connect(ctx, p.URL(database))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	// The simple query protocol: every value comes back as text.
+	results, err := conn.PgConn().Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return "", err
+	}
+	if len(results) == 0 {
+		return "", errors.New("no statement")
+	}
+	last := results[len(results)-1]
+	if len(last.Rows) == 0 || len(last.Rows[0]) == 0 {
+		return "", errors.New("the query returned no row")
+	}
+	return string(last.Rows[0][0]), nil
 }
 
 // Stop shuts the server down (fast shutdown: sessions are disconnected,
