@@ -23,3 +23,9 @@ func (s *Store) SetValue(ctx context.Context, key, value string) error {
 		key, value, s.nowMS())
 	return err
 }
+
+// DeleteValue removes a setting; removing one never set is no error.
+func (s *Store) DeleteValue(ctx context.Context, key string) error {
+	_, err := s.db.ExecContext(ctx, "DELETE FROM kv WHERE key = ?", key)
+	return err
+}

@@ -49,6 +49,15 @@ func TestOpenMigratesOnceAndIsPrivate(t *testing.T) {
 	if got, ok, err := s2.Value(ctx, "k"); err != nil || !ok || got != "v" {
 		t.Fatalf("after reopen: %q %v %v", got, ok, err)
 	}
+	if err := s2.DeleteValue(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := s2.Value(ctx, "k"); err != nil || ok {
+		t.Fatalf("after delete: %q %v %v", got, ok, err)
+	}
+	if err := s2.DeleteValue(ctx, "never-set"); err != nil {
+		t.Fatalf("deleting a key never set: %v", err)
+	}
 	for _, p := range []string{dir, filepath.Join(dir, FileName)} {
 		fi, err := os.Stat(p)
 		if err != nil {
