@@ -41,7 +41,7 @@ func (b *Backup) Run(ctx context.Context, req *Request) (render.Node, error) {
 			return render.Node{}, err
 		}
 		out := []render.Node{render.Line(render.Text(fmt.Sprintf("✅ %s backed up: %s, %s stored (%s raw) in %s.",
-			target, m.ID, size(m.StoredBytes), size(m.RawBytes), took(m.Ended.Sub(m.Started)))))}
+			target, m.ID, render.Bytes(m.StoredBytes), render.Bytes(m.RawBytes), took(m.Ended.Sub(m.Started)))))}
 		plan, err := b.Backups.PlanPrune(ctx, target)
 		if err == nil {
 			var res *backups.PruneResult

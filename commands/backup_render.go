@@ -11,27 +11,6 @@ import (
 	"github.com/vigie/vigie/render"
 )
 
-// size prints bytes in binary units, three significant digits.
-func size(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, exp := float64(n), 0
-	for v >= unit && exp < 5 {
-		v /= unit
-		exp++
-	}
-	suffix := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}[exp-1]
-	switch {
-	case v >= 100:
-		return fmt.Sprintf("%.0f %s", v, suffix)
-	case v >= 10:
-		return fmt.Sprintf("%.1f %s", v, suffix)
-	}
-	return fmt.Sprintf("%.2f %s", v, suffix)
-}
-
 // took prints a run's duration for people: 850ms, 42s, 3m12s, 1h04m.
 func took(d time.Duration) string {
 	switch {
@@ -60,14 +39,14 @@ func age(d time.Duration) string {
 func progressLine(p backups.Progress) render.Node {
 	rate := ""
 	if secs := p.Elapsed.Seconds(); secs >= 1 && p.Raw > 0 {
-		rate = fmt.Sprintf(", %s/s", size(int64(float64(p.Raw)/secs)))
+		rate = fmt.Sprintf(", %s/s", render.Bytes(int64(float64(p.Raw)/secs)))
 	}
 	stage := p.Stage
 	if stage == "" {
 		stage = "starting"
 	}
 	return render.Group(render.Text(fmt.Sprintf("⏳ %s of %s: %s — %s read, %s stored%s, %s", p.Action, p.Target, stage,
-		size(p.Raw), size(p.Stored), rate, took(p.Elapsed))))
+		render.Bytes(p.Raw), render.Bytes(p.Stored), rate, took(p.Elapsed))))
 }
 
 // backupError turns the service's errors into replies: an unknown target

@@ -56,7 +56,7 @@ func RenderBackupReport(rep backups.Report) render.Node {
 			m := g.Manifest
 			row[1] = m.Started.UTC().Format("01-02 15:04")
 			row[2] = age(rep.At.Sub(m.Ended))
-			row[3] = size(m.StoredBytes)
+			row[3] = render.Bytes(m.StoredBytes)
 			if p := st.Previous; p != nil && p.Manifest.StoredBytes > 0 {
 				change := float64(m.StoredBytes-p.Manifest.StoredBytes) / float64(p.Manifest.StoredBytes)
 				row[3] += sizeChange(change)
@@ -98,7 +98,7 @@ func RenderBackupReport(rep backups.Report) render.Node {
 	case rep.Garage != nil:
 		g := rep.Garage
 		out = append(out, render.Line(render.Text(fmt.Sprintf("Garage (admin API %s): cluster %s, %d/%d storage nodes, %d/%d partitions all OK; bucket %s: %d objects, %s, %d unfinished uploads.",
-			g.API, g.Health, g.StorageNodesOK, g.StorageNodes, g.PartitionsAllOK, g.Partitions, rep.Bucket, g.Objects, size(g.Bytes), g.UnfinishedUploads))))
+			g.API, g.Health, g.StorageNodesOK, g.StorageNodes, g.PartitionsAllOK, g.Partitions, rep.Bucket, g.Objects, render.Bytes(g.Bytes), g.UnfinishedUploads))))
 	}
 	return render.Group(out...)
 }

@@ -52,12 +52,7 @@ func TestRenderBackupReport(t *testing.T) {
 	}
 }
 
-func TestSizes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.00 KiB", 12_500: "12.2 KiB", 400 << 20: "400 MiB", 3 << 30: "3.00 GiB"} {
-		if got := size(n); got != want {
-			t.Errorf("size(%d) = %q, want %q", n, got, want)
-		}
-	}
+func TestTook(t *testing.T) {
 	for d, want := range map[time.Duration]string{850 * time.Millisecond: "850ms", 42 * time.Second: "42s", 192 * time.Second: "3m12s", 64 * time.Minute: "1h04m"} {
 		if got := took(d); got != want {
 			t.Errorf("took(%s) = %q, want %q", d, got, want)

@@ -60,7 +60,7 @@ func (b *Backups) Run(ctx context.Context, req *Request) (render.Node, error) {
 		}
 		row := []string{t.Name, t.Kind, fmt.Sprint(good), "never", "—", "—"}
 		if newest != nil {
-			row[3], row[4], row[5] = newest.Manifest.Started.UTC().Format("2006-01-02 15:04 UTC"), size(newest.Manifest.StoredBytes), verified(newest)
+			row[3], row[4], row[5] = newest.Manifest.Started.UTC().Format("2006-01-02 15:04 UTC"), render.Bytes(newest.Manifest.StoredBytes), verified(newest)
 		}
 		if broken > 0 {
 			row[2] += fmt.Sprintf(" (+%d broken)", broken)
@@ -83,7 +83,7 @@ func (b *Backups) table(req *Request, target string, list []*backups.Backup) ren
 			continue
 		}
 		m := bk.Manifest
-		rows = append(rows, []string{bk.ID, m.Started.UTC().Format("2006-01-02 15:04 UTC"), size(m.StoredBytes), took(m.Ended.Sub(m.Started)), verified(bk)})
+		rows = append(rows, []string{bk.ID, m.Started.UTC().Format("2006-01-02 15:04 UTC"), render.Bytes(m.StoredBytes), took(m.Ended.Sub(m.Started)), verified(bk)})
 	}
 	out := []render.Node{render.Heading(render.Text("Backups of " + target)), render.Table([]string{"backup", "started", "size", "took", "verified"}, rows...)}
 	if start > 0 {

@@ -56,7 +56,7 @@ func (r *Restore) Preview(ctx context.Context, req *Request) (*Proposal, error) 
 	summary := fmt.Sprintf("%s (%s) into %s", plan.Backup.ID, plan.Object.Database, plan.Into)
 	preview := render.Group(
 		render.Line(render.Text(fmt.Sprintf("Restore %s, database %s, taken %s: %s stored, %d tables, %d rows,",
-			plan.Backup.ID, plan.Object.Database, m.Started.UTC().Format("2006-01-02 15:04 UTC"), size(plan.Object.StoredBytes), len(plan.Facts.Tables), plan.Rows()))),
+			plan.Backup.ID, plan.Object.Database, m.Started.UTC().Format("2006-01-02 15:04 UTC"), render.Bytes(plan.Object.StoredBytes), len(plan.Facts.Tables), plan.Rows()))),
 		render.Line(render.Text(fmt.Sprintf("into the %s on %s.", into, plan.Server))),
 	)
 	return &Proposal{Resource: "backup:" + plan.Target, Summary: summary, Preview: preview, State: plan}, nil
