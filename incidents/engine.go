@@ -178,7 +178,7 @@ func (p *pass) event(ctx context.Context, ev *watchers.Event) error {
 			}
 		}
 	}
-	return nil
+	return p.failoverEnded(ctx, ev)
 }
 
 // Fact kinds.
@@ -187,10 +187,12 @@ const (
 	factDrain    = "drain"    // node name -> "1" while draining
 	factAlloc    = "alloc"    // alloc ID -> ns/job
 	factServices = "services" // "consul" -> services of the last snapshot
+	factFailover = "failover" // Stolon cluster -> "1" while Vigie fails it over
 )
 
 // learn remembers what suppression needs and releases held incidents when
-// a deployment or a drain ends.
+// a deployment or a drain ends (the end of a Stolon failover: see
+// failoverEnded).
 func (p *pass) learn(ctx context.Context, ev *watchers.Event) error {
 	switch {
 	case ev.Deployment != nil:
@@ -226,8 +228,30 @@ func (p *pass) learn(ctx context.Context, ev *watchers.Event) error {
 			return err
 		}
 		return p.tx.SetFact(ctx, factAlloc, ev.Alloc.ID, ev.Namespace+"/"+ev.Alloc.Job)
+	case ev.Stolon != nil && ev.Stolon.Failover:
+		// Set, or refreshed: facts unseen for long are forgotten.
+		return p.tx.SetFact(ctx, factFailover, ev.Stolon.Cluster, "1")
 	}
 	return nil
+}
+
+// failoverEnded posts, on the first Stolon event of a cluster after Vigie
+// failed it over, the incidents held meanwhile that still fire. It runs
+// once the rules have judged the event, unlike learn: the event carries
+// the cluster's whole state, and what it shows recovered is resolved, not
+// posted. The fact spares every other event a look at the held incidents.
+func (p *pass) failoverEnded(ctx context.Context, ev *watchers.Event) error {
+	s := ev.Stolon
+	if s == nil || s.Failover {
+		return nil
+	}
+	if _, failingOver, err := p.tx.Fact(ctx, factFailover, s.Cluster); err != nil || !failingOver {
+		return err
+	}
+	if err := p.tx.DeleteFact(ctx, factFailover, s.Cluster); err != nil {
+		return err
+	}
+	return p.release(ctx, stolonHold(s.Cluster))
 }
 
 // Hold reasons, stored with the incident.
@@ -359,9 +383,11 @@ func (p *pass) apply(ctx context.Context, sig Signal, ev *watchers.Event) error 
 		return nil // one failure, one event, even after its resolution
 	case live:
 		return p.update(ctx, &latest, sig)
-	case found && latest.State == store.IncidentResolved && p.now.Sub(latest.ResolvedAt) < p.e.cfg.FlapWindow:
+	case found && latest.State == store.IncidentResolved && posted(&latest) && p.now.Sub(latest.ResolvedAt) < p.e.cfg.FlapWindow:
 		return p.reopen(ctx, &latest, sig)
 	}
+	// New, or resolved while held: a fresh incident, held again if its
+	// hold lasts (reopened, it would be open with no message).
 	return p.open(ctx, sig, ev)
 }
 
@@ -385,6 +411,12 @@ func (p *pass) open(ctx context.Context, sig Signal, ev *watchers.Event) error {
 		return p.tx.SaveIncident(ctx, in)
 	}
 	return p.post(ctx, in, sig.Detail)
+}
+
+// posted reports whether the incident was ever posted (or, silenced,
+// would have been): a held one resolved before it could be was not.
+func posted(in *store.Incident) bool {
+	return !in.LastEditAt.IsZero()
 }
 
 // when is the signal's time at the source, or now.
@@ -489,11 +521,12 @@ func (p *pass) sayResolved(ctx context.Context, in *store.Incident) error {
 	return p.thread(ctx, in, renderResolvedReply(in), false)
 }
 
-// notice posts a one-off fact, once: the same notice again within a minute
-// only counts.
+// notice posts a one-off fact, once: the same notice again within a minute,
+// or the occurrence the latest notice of its key told, only counts.
 func (p *pass) notice(ctx context.Context, sig Signal, latest store.Incident, found bool) error {
 	// Processing time, not source time: a replay of old events must dedup too.
-	if found && latest.State == store.IncidentNotice && latest.Title == sig.Title && p.now.Sub(latest.UpdatedAt) < time.Minute {
+	if found && latest.State == store.IncidentNotice &&
+		(latest.Title == sig.Title && p.now.Sub(latest.UpdatedAt) < time.Minute || repeats(&latest, sig)) {
 		latest.Events++
 		latest.UpdatedAt = p.now
 		return p.tx.SaveIncident(ctx, &latest)
@@ -507,6 +540,7 @@ func (p *pass) notice(ctx context.Context, sig Signal, latest store.Incident, fo
 		Title: sig.Title, Reason: sig.Reason, Labels: string(labels), Events: 1,
 		OpenedAt: p.when(sig), UpdatedAt: p.now,
 	}
+	counted(in, sig)
 	return p.post(ctx, in, nil)
 }
 

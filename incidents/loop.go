@@ -48,8 +48,10 @@ const (
 	// One fact per allocation ever seen; a live one is learnt again at
 	// its next event.
 	allocFactTTL = 30 * 24 * time.Hour
-	// Deployments and drains refresh their fact at each event; one whose
-	// end was missed must not hold its job's or node's checks forever.
+	// Deployments, drains and Stolon failovers refresh their fact at each
+	// event; a deployment or drain whose end was missed must not hold its
+	// job's or node's checks forever, nor a failover's fact outlive the
+	// watch of its cluster.
 	holdFactTTL = 24 * time.Hour
 	pruneEvery  = time.Hour
 )
@@ -59,6 +61,7 @@ func (p *pass) prune(ctx context.Context) error {
 		p.tx.ForgetFactsBefore(ctx, factAlloc, p.now.Add(-allocFactTTL)),
 		p.tx.ForgetFactsBefore(ctx, factDeploy, p.now.Add(-holdFactTTL)),
 		p.tx.ForgetFactsBefore(ctx, factDrain, p.now.Add(-holdFactTTL)),
+		p.tx.ForgetFactsBefore(ctx, factFailover, p.now.Add(-holdFactTTL)),
 	)
 }
 

@@ -9,7 +9,9 @@ func TestRuleRegistry(t *testing.T) {
 	all := []string{
 		"alloc-failed", "alloc-lost", "alloc-oom", "backup-failed", "backup-stale", "backup-verify-failed", "consul-check", "consul-maintenance", "consul-service-empty",
 		"deployment-failed", "eval-blocked", "job-stopped", "node-down", "node-unschedulable",
-		"restarts-exhausted", "source-blind", "source-partial", "source-rewound", "task-restarting",
+		"restarts-exhausted", "source-blind", "source-partial", "source-rewound",
+		"stolon-fence-left", "stolon-keeper-unhealthy", "stolon-master-changed", "stolon-no-sentinel-leader", "stolon-phase",
+		"stolon-postgres-unhealthy", "stolon-proxy-behind", "stolon-standby-lag", "stolon-sync-standbys", "task-restarting",
 	}
 	names := func(rules []Rule) []string {
 		var out []string

@@ -51,6 +51,7 @@ type Event struct {
 	Check      *Check
 	Sight      *Sight
 	Backup     *Backup
+	Stolon     *Stolon
 }
 
 // TopicSight is the topic of events about Vigie's own view of a source.
@@ -241,3 +242,74 @@ const (
 	MaintenanceNode    = "node"
 	MaintenanceService = "service"
 )
+
+// TopicStolon is the topic of a Stolon cluster's state.
+const TopicStolon = "Stolon"
+
+// StolonState is the type of every Stolon event: the cluster's state
+// changed, or a grace period ran out.
+const StolonState = "state"
+
+// Stolon is a Stolon cluster's whole state, as the rules judge it: each
+// event carries all of it, so that every rule can fire or resolve.
+type Stolon struct {
+	Cluster string
+	Phase   string // "normal", "initializing"
+	// MasterKeeper and MasterDB are the current master ("" if unknown).
+	MasterKeeper, MasterDB string
+	// PreviousMasterKeeper and PreviousMasterDB are set on the event where
+	// the master changed: who it was before.
+	PreviousMasterKeeper, PreviousMasterDB string
+	Timeline                               uint64 // the master's
+
+	Keepers     []StolonKeeper
+	GoneKeepers []string // keepers removed from the cluster since the previous event
+
+	// SyncWanted is how many synchronous standbys the spec asks for (0:
+	// synchronous replication is off); SyncStandbys are the keepers the
+	// master reports synchronous.
+	SyncWanted   int
+	SyncStandbys []string
+
+	Sentinels   []string // sentinels alive
+	Leader      string   // the sentinel-leader key's value
+	LeaderAlive bool     // the leader holds its key and is alive
+
+	Proxies      []StolonProxy
+	GoneProxies  []string  // proxies gone since the previous event
+	NoProxySince time.Time // when the last proxy went away; zero while one is alive
+
+	MaxLag uint64        // bytes of lag beyond which a standby is too far behind
+	Grace  time.Duration // how long lag or a stray proxy lasts before it is an alert
+
+	// Failover: Vigie is failing this cluster over; what it causes is told
+	// by the failover's own message.
+	Failover bool
+	// FenceLeft describes a fence Vigie set and has not lifted (a crash in
+	// the middle of a failover, a server it could not reach since); "" if none.
+	FenceLeft string
+}
+
+// StolonKeeper is a keeper and its PostgreSQL.
+type StolonKeeper struct {
+	UID       string
+	Healthy   bool   // as the sentinel judges it
+	DB        string // its DB's UID, "" if it has none
+	Role      string // master, standby
+	Address   string // host:port of its PostgreSQL
+	PGHealthy bool
+	Timeline  uint64
+	// Lag is how far the WAL it received is behind the master's, in bytes
+	// (Stolon's view: received, not replayed); LagSince is when it went
+	// above MaxLag, zero while it is within.
+	Lag      uint64
+	LagSince time.Time
+}
+
+// StolonProxy is a stolon-proxy alive.
+type StolonProxy struct {
+	UID string
+	// BehindSince is when it stopped routing to the current master; zero
+	// while it follows.
+	BehindSince time.Time
+}
