@@ -2,7 +2,6 @@ package backups
 
 import (
 	"context"
-	"github.com/vigie/vigie/internal/pgserver"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigie/vigie/clock"
+	"github.com/vigie/vigie/internal/pgserver"
 	"github.com/vigie/vigie/internal/testenv"
 	"github.com/vigie/vigie/store"
 )

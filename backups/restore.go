@@ -3,7 +3,6 @@ package backups
 import (
 	"context"
 	"fmt"
-	"github.com/vigie/vigie/internal/pgserver"
 	"os"
 	"path"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vigie/vigie/internal/pgserver"
 	"github.com/vigie/vigie/store"
 )
 

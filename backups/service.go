@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vigie/vigie/internal/pgserver"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vigie/vigie/clock"
+	"github.com/vigie/vigie/internal/pgserver"
 	"github.com/vigie/vigie/store"
 )
 

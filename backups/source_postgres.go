@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vigie/vigie/internal/pgserver"
 	"io"
 	"io/fs"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/vigie/vigie/internal/pgserver"
 )
 
 // Tools are the PostgreSQL client programs, found beside pg_dump.

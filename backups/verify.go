@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/vigie/vigie/internal/pgserver"
 	"io"
 	"os"
 	"slices"
@@ -19,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
 
+	"github.com/vigie/vigie/internal/pgserver"
 	"github.com/vigie/vigie/internal/snaparchive"
 	"github.com/vigie/vigie/store"
 )

@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"fmt"
-	"github.com/vigie/vigie/internal/pgserver"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigie/vigie/backups"
+	"github.com/vigie/vigie/internal/pgserver"
 	"github.com/vigie/vigie/internal/testenv"
 	"github.com/vigie/vigie/store"
 )
