@@ -113,14 +113,18 @@ func (c *Config) backupDefaults() {
 		if !c.inFile(key("max_age")) {
 			t.MaxAge = Duration{defaultMaxAge(t.Schedule)}
 		}
-		for _, s := range []*PGServer{&t.Postgres, &t.Verify} {
-			if s.Port == 0 {
-				s.Port = 5432
-			}
-			if s.SSLMode == "" {
-				s.SSLMode = "prefer"
-			}
-		}
+		t.Postgres.defaults()
+		t.Verify.defaults()
+	}
+}
+
+// defaults fill the port and sslmode a server's table leaves out.
+func (s *PGServer) defaults() {
+	if s.Port == 0 {
+		s.Port = 5432
+	}
+	if s.SSLMode == "" {
+		s.SSLMode = "prefer"
 	}
 }
 
@@ -229,15 +233,17 @@ func (c *Config) validateTarget(d *decoder, i int, seen map[string]int) {
 	case slices.Contains(t.Databases, "*") && len(t.Databases) > 1:
 		d.add(key("databases"), `"*" already means every database: list names, or only "*"`)
 	}
-	c.validatePGServer(d, key("postgres"), t.Postgres, true)
+	c.validatePGServer(d, key("postgres"), t.Postgres, true, "for the server dumped, the Stolon proxy")
 	if t.Verify.Host != "" || c.inFile(key("verify")) {
-		c.validatePGServer(d, key("verify"), t.Verify, true)
+		c.validatePGServer(d, key("verify"), t.Verify, true, "the scratch server restores are verified on")
 	}
 }
 
-func (c *Config) validatePGServer(d *decoder, key string, s PGServer, required bool) {
+// validatePGServer checks a server's table; hostHint says in the error
+// which server host should name.
+func (c *Config) validatePGServer(d *decoder, key string, s PGServer, required bool, hostHint string) {
 	if s.Host == "" && required {
-		d.add(key+".host", "must be set (for the server dumped, the Stolon proxy)")
+		d.add(key+".host", "must be set (%s)", hostHint)
 	}
 	if s.User == "" && required {
 		d.add(key+".user", "must be set")

@@ -44,6 +44,7 @@ type Config struct {
 	Backups  Backups  `toml:"backups"`
 	S3       S3       `toml:"s3"`
 	Garage   Garage   `toml:"garage"`
+	Stolon   Stolon   `toml:"stolon"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -269,6 +270,7 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	c.lines = d.lines
 	c.applyEnv(getenv, d)
 	c.backupDefaults()
+	c.stolonDefaults()
 	c.validate(d)
 	if path != "" {
 		c.resolvePaths(path)
@@ -279,6 +281,7 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	c.validateTLS(d, "s3", c.S3.Endpoint, c.S3.TLS)
 	c.resolveSecrets(getenv, d)
 	c.resolveBackupSecrets(getenv, d)
+	c.resolveStolonSecrets(getenv, d)
 	if c.LDAP.URL != "" && c.LDAP.BindDN != "" && !c.LDAP.BindPassword.IsSet() && c.LDAP.BindPasswordFile == "" {
 		d.add("ldap.bind_dn", "needs its password: bind_password_file, or the environment variable VIGIE_LDAP_BIND_PASSWORD")
 	}
@@ -376,6 +379,9 @@ func (c *Config) resolvePaths(path string) {
 		if strings.Contains(t.PgDumpPath, "/") { // a bare name is looked up in PATH
 			resolve(&t.PgDumpPath)
 		}
+	}
+	for _, p := range c.stolonPaths() {
+		resolve(p)
 	}
 }
 

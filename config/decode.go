@@ -106,6 +106,21 @@ func (d *decoder) value(path []string, raw any, fv reflect.Value) {
 		if err := dst.UnmarshalText([]byte(s)); err != nil {
 			d.add(key, "%v", err)
 		}
+	case *Size:
+		switch v := raw.(type) {
+		case int64:
+			if v < 0 {
+				d.add(key, "must not be negative, got %d", v)
+				return
+			}
+			*dst = Size(v)
+		case string:
+			if err := dst.UnmarshalText([]byte(v)); err != nil {
+				d.add(key, "%v", err)
+			}
+		default:
+			d.add(key, "must be %s; got %s", sizeForms, tomlType(raw))
+		}
 	case *string:
 		s, ok := raw.(string)
 		if !ok {
@@ -442,6 +457,17 @@ func (w *lineWalker) keyValue(prefix []string, kv *unstable.Node) {
 			// Nested arrays carry no position; they fall back to the key's line.
 			if n.Raw.Length > 0 {
 				w.record(entryKey(key, i), n.Raw)
+			}
+			// An inline table entry's keys are named as those of an
+			// [[array.table]] entry: stolon.clusters[0].name.
+			if n.Kind == unstable.InlineTable {
+				entry := append(slices.Clip(path[:len(path)-1]), entryKey(path[len(path)-1], i))
+				kvs := n.Children()
+				for kvs.Next() {
+					if kv := kvs.Node(); kv.Kind == unstable.KeyValue {
+						w.keyValue(entry, kv)
+					}
+				}
 			}
 			i++
 		}

@@ -57,6 +57,23 @@ func (c *Config) Summary() string {
 		c.Consul.Address, c.fromEnvNote("consul.address"),
 		orDefault(c.Consul.Datacenter), secretSource(c.Consul.Token))
 	line("  tls", "%s", c.Consul.TLS.describe())
+	for _, s := range c.Stolon.Clusters {
+		token := "consul's"
+		if s.Token.IsSet() {
+			token = secretSource(s.Token)
+		}
+		p := s.Postgres
+		line("stolon "+s.Name, "keys %s, token %s", s.KeyPrefix(), token)
+		line("  postgres", "%s:%d, database %s, user %s, sslmode %s, password %s",
+			p.Host, p.Port, s.Database, p.User, p.SSLMode, secretSource(p.Password))
+		lag := "the cluster's maxStandbyLag"
+		if s.MaxLag > 0 {
+			lag = s.MaxLag.String()
+		}
+		line("  alerts", "lag beyond %s or a proxy not following, for %s", lag, s.Grace)
+		line("  failover", "catch up within %s, new master within %s, old one back within %s",
+			s.CatchUpTimeout, s.FailoverTimeout, s.RejoinTimeout)
+	}
 	return b.String()
 }
 

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -40,6 +42,69 @@ func (d Duration) String() string {
 		}
 	}
 	return s
+}
+
+// Size is a number of bytes, written in TOML as an integer (bytes) or as a
+// string with a unit: "123B", "500kB", "10MB", "1GB", "1TB" (powers of
+// 1000) or "512KiB", "16MiB", "1GiB", "1TiB" (powers of 1024). Units are
+// case-insensitive and may follow a space; the number is a whole one.
+type Size int64
+
+// sizeUnits are the units a Size accepts, by lowercase name.
+var sizeUnits = map[string]int64{
+	"b":  1,
+	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+}
+
+// sizeForms is how errors tell the accepted forms.
+const sizeForms = `a number of bytes, or a whole number with a unit such as "512KiB", "16MiB", "1GiB" (powers of 1024) or "500kB", "10MB" (powers of 1000)`
+
+// UnmarshalText parses a size with its unit, refusing negative values.
+func (s *Size) UnmarshalText(b []byte) error {
+	str := strings.TrimSpace(string(b))
+	if strings.HasPrefix(str, "-") {
+		return fmt.Errorf("must not be negative, got %q", b)
+	}
+	i := strings.IndexFunc(str, func(r rune) bool { return r < '0' || r > '9' })
+	if i < 0 {
+		i = len(str) // "1024" in quotes is bytes, as the integer 1024 is
+	}
+	num, unit := str[:i], strings.ToLower(strings.TrimLeft(str[i:], " "))
+	mult, ok := sizeUnits[unit]
+	if unit == "" {
+		mult, ok = 1, true
+	}
+	if !ok || num == "" {
+		return fmt.Errorf("invalid size %q: write %s", b, sizeForms)
+	}
+	n, err := strconv.ParseInt(num, 10, 64) // only digits: fails only on range
+	if err != nil || n > math.MaxInt64/mult {
+		return fmt.Errorf("size %q is too large", b)
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+// MarshalText writes the size back in a form UnmarshalText accepts.
+func (s Size) MarshalText() ([]byte, error) {
+	return []byte(s.String()), nil
+}
+
+// String writes the size as the smallest whole number of a unit: "16 MiB",
+// "10 MB", "123 B".
+func (s Size) String() string {
+	n, unit := int64(s), "B"
+	if n != 0 {
+		best := n
+		for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "kB", "MB", "GB", "TB"} {
+			if m := sizeUnits[strings.ToLower(u)]; n%m == 0 && n/m < best {
+				best, unit = n/m, u
+			}
+		}
+		n = best
+	}
+	return strconv.FormatInt(n, 10) + " " + unit
 }
 
 // redacted replaces a secret wherever it could be printed.

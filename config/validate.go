@@ -98,6 +98,7 @@ func (c *Config) validate(d *decoder) {
 	c.validateLDAP(d)
 	c.validatePolicy(d)
 	c.validateBackups(d)
+	c.validateStolon(d)
 }
 
 var (
