@@ -56,7 +56,7 @@ func (b Backoff) delay(failures int) time.Duration {
 func Supervise(ctx context.Context, sink Sink, backoff Backoff, vis *Visibility, ws ...Watcher) {
 	var wg sync.WaitGroup
 	for _, w := range ws {
-		lookout := vis.Add(w.Name(), displayName(w.Name()), w.Address())
+		lookout := vis.Add(w.Name(), displayName(w), w.Address())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -71,8 +71,13 @@ func Supervise(ctx context.Context, sink Sink, backoff Backoff, vis *Visibility,
 	wg.Wait()
 }
 
-// displayName is a watcher's name for people: "nomad" is "Nomad".
-func displayName(name string) string {
+// displayName is a watcher's name for people: its DisplayName if it has
+// one, else its name capitalized ("nomad" is "Nomad").
+func displayName(w Watcher) string {
+	if d, ok := w.(interface{ DisplayName() string }); ok {
+		return d.DisplayName()
+	}
+	name := w.Name()
 	if name == "" {
 		return name
 	}
