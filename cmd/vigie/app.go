@@ -22,6 +22,7 @@ import (
 	"github.com/vigie/vigie/internal/suggest"
 	"github.com/vigie/vigie/nomadops"
 	"github.com/vigie/vigie/outbox"
+	"github.com/vigie/vigie/stolon"
 	"github.com/vigie/vigie/store"
 	"github.com/vigie/vigie/telemetry"
 	"github.com/vigie/vigie/watchers"
@@ -42,6 +43,7 @@ type app struct {
 	sight    *watchers.Visibility // what Vigie sees of the watchers' sources
 	backups  *backups.Service
 	garage   *backups.Garage // nil: no Garage figures in the report
+	stolon   *stolon.Service
 }
 
 // seenRetention bounds the table of handled command events. Events that
@@ -94,8 +96,9 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		return nil, fmt.Errorf("backups: %w", err)
 	}
 	sight := watchers.NewVisibility(clk, a.BlindAfter.Duration)
+	db := newStolon(cfg, clk, st, consulTLS)
 	reg, err := newRegistry(cfg, registryDeps{engine: engine, store: st, authorizer: authz, directory: identifier, nomad: nomad, sight: sight,
-		backups: svc, garage: garage})
+		backups: svc, garage: garage, stolon: db})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -117,8 +120,11 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 	if len(cfg.Backups.Targets) > 0 {
 		ws = append(ws, backups.NewEvents(svc, st, backupEventsInterval))
 	}
+	for _, c := range db.Clusters() {
+		ws = append(ws, db.Events(c))
+	}
 	return &app{cfg: cfg, clock: clk, log: log, store: st, outbox: box, engine: engine, router: router, metrics: m,
-		watchers: ws, sight: sight, backups: svc, garage: garage}, nil
+		watchers: ws, sight: sight, backups: svc, garage: garage, stolon: db}, nil
 }
 
 // auditTransport carries audit mirror lines: the audit room is a Matrix room.
@@ -157,6 +163,7 @@ type registryDeps struct {
 	sight      commands.Sources
 	backups    *backups.Service
 	garage     *backups.Garage
+	stolon     *stolon.Service
 }
 
 // newRegistry lists every command.
@@ -173,7 +180,8 @@ func newRegistry(cfg *config.Config, d registryDeps) (*commands.Registry, error)
 		&commands.Backup{Backups: d.backups, Timeout: cfg.Backups.Timeout.Duration}, &commands.Backups{Backups: d.backups},
 		&commands.Verify{Backups: d.backups, Timeout: cfg.Backups.Timeout.Duration},
 		&commands.Restore{Backups: d.backups, Timeout: cfg.Backups.Timeout.Duration}, &commands.Prune{Backups: d.backups},
-		&commands.BackupReport{Backups: d.backups, Garage: d.garage})
+		&commands.BackupReport{Backups: d.backups, Garage: d.garage},
+		&commands.DBStatus{Stolon: d.stolon}, &commands.Failover{Stolon: d.stolon, Timeout: failoverTimeout(cfg)})
 	if err == nil {
 		err = reg.Register(&commands.Help{Registry: reg})
 	}
@@ -319,14 +327,15 @@ func newWatchers(cfg *config.Config, clk clock.Clock, st *store.Store, nomadTLS,
 // reconnect logic).
 var watcherBackoff = watchers.Backoff{Min: time.Second, Max: time.Minute}
 
-// startAlerts runs the incident timers, the watchers and the backup
-// schedules until ctx ends; the backup report goes to transport; wait
+// startAlerts runs the incident timers, the watchers, the backup
+// schedules and the recovery of fences left by a crash until ctx ends; the backup report goes to transport; wait
 // blocks until they have stopped.
 func (a *app) startAlerts(ctx context.Context, transport string) (wait func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.engine.Run(ctx) })
 	wg.Go(func() { watchers.Supervise(ctx, a.engine, watcherBackoff, a.sight, a.watchers...) })
 	wg.Go(func() { a.runBackups(ctx, transport) })
+	wg.Go(func() { a.runStolon(ctx) })
 	return wg.Wait
 }
 
