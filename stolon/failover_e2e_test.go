@@ -1,9 +1,16 @@
 package stolon_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -274,6 +281,90 @@ func TestFailoverLosesNoWrite(t *testing.T) {
 	if got := e.standby.QueryValue(t, "postgres", "SHOW transaction_read_only"); got != "off" {
 		t.Errorf("a new session on the new master is read-only: %s", got)
 	}
+}
+
+// The sentinel rewrites clusterdata every few seconds: a check-and-set
+// that loses that race re-reads and tries again, with libkv's flags kept.
+func TestFailoverRetriesCASConflict(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	client, err := api.NewClient(&api.Config{Address: e.consul.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fakestolon.Prefix + "clusterdata"
+	target, _ := url.Parse(e.consul.URL)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	var casFlags []string
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Query().Has("cas") {
+			mu.Lock()
+			casFlags = append(casFlags, r.URL.Query().Get("flags"))
+			first := len(casFlags) == 1
+			mu.Unlock()
+			if first { // a sentinel cycle lands between Vigie's read and its write
+				p, _, err := client.KV().Get(key, nil)
+				if err == nil && p != nil {
+					p.Value, err = sentinelRewrite(p.Value)
+				}
+				if err == nil && p != nil {
+					_, err = client.KV().Put(p, nil)
+				}
+				if err != nil || p == nil {
+					http.Error(w, "test: could not rewrite the key", http.StatusInternalServerError)
+					return
+				}
+			}
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	e.cluster.KV = &stolon.KV{Address: front.URL}
+	e.sim.Start(t)
+
+	plan, err := e.svc.Preflight(t.Context(), "main")
+	if err != nil {
+		t.Fatalf("preflight: %v", err)
+	}
+	var res *stolon.Result
+	e.sim.Drive(t, func() {
+		res, err = e.svc.Failover(t.Context(), plan, func(stolon.Progress) {})
+	})
+	if err != nil {
+		t.Fatalf("failover: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(casFlags) < 2 {
+		t.Fatalf("%d check-and-set writes, want a retry after the conflict", len(casFlags))
+	}
+	for _, f := range casFlags {
+		if f != strconv.FormatUint(fakestolon.LibkvFlags, 10) {
+			t.Errorf("check-and-set with flags %q, want libkv's %d", f, uint64(fakestolon.LibkvFlags))
+		}
+	}
+	i := slices.IndexFunc(res.Steps, func(s stolon.Step) bool { return s.Name == "forceFail set" })
+	if i < 0 || !strings.Contains(res.Steps[i].Detail, "attempt 2") {
+		t.Errorf("steps %+v: forceFail set without a second attempt", res.Steps)
+	}
+	if res.NewDB != fakestolon.DB1 {
+		t.Errorf("new master db %q, want %s", res.NewDB, fakestolon.DB1)
+	}
+}
+
+// sentinelRewrite is clusterdata as the sentinel writes it each cycle:
+// the same, with a new changeTime. (Consul does not move a key's
+// ModifyIndex for a write of the value it already holds.)
+func sentinelRewrite(data []byte) ([]byte, error) {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var doc map[string]any
+	if err := d.Decode(&doc); err != nil {
+		return nil, err
+	}
+	doc["changeTime"] = time.Now().UTC().Format(time.RFC3339Nano)
+	return json.Marshal(doc)
 }
 
 // A sentinel that never acts: the failover times out, clears forceFail,
