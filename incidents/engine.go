@@ -88,6 +88,8 @@ type Engine struct {
 	cfg Config
 	st  Store
 	mu  sync.Mutex // one batch or timer pass at a time: they read then write incidents
+	// memo: the facts and latest incidents passes looked up or wrote; under mu
+	memo *memo
 
 	prunedAt time.Time // last pruning of facts
 }
@@ -95,7 +97,7 @@ type Engine struct {
 // New creates an engine.
 func New(cfg Config, st Store) *Engine {
 	cfg.defaults()
-	return &Engine{cfg: cfg, st: st}
+	return &Engine{cfg: cfg, st: st, memo: newMemo()}
 }
 
 // Consume applies a batch of events and persists everything it causes with
@@ -125,19 +127,21 @@ func (e *Engine) Consume(ctx context.Context, b watchers.Batch) error {
 func (e *Engine) write(ctx context.Context, fn func(*pass) error) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var queued map[string]bool
+	var p *pass
 	err := e.st.InTx(ctx, func(tx *store.Tx) error {
-		p := &pass{e: e, tx: tx, now: tx.Now()}
-		err := fn(p)
-		queued = p.queued
-		return err
+		p = &pass{e: e, tx: tx, now: tx.Now()}
+		return fn(p)
 	})
-	if err == nil && e.cfg.Waker != nil {
-		for transport := range queued {
+	if err != nil || p == nil {
+		return err
+	}
+	e.memo.take(p)
+	if e.cfg.Waker != nil {
+		for transport := range p.queued {
 			e.cfg.Waker.Wake(transport)
 		}
 	}
-	return err
+	return nil
 }
 
 // pass is the work of one transaction.
@@ -149,6 +153,11 @@ type pass struct {
 	seen map[string]bool
 	// queued: transports this pass queued messages for
 	queued map[string]bool
+	// what the pass read and wrote of facts and latest incidents, for the
+	// memo once committed; forgetFacts: the memo's facts are out of date
+	facts       map[factID]memoFact
+	latest      map[string]*store.Incident
+	forgetFacts bool
 }
 
 // enqueue queues a message in the pass's transaction.
@@ -200,12 +209,12 @@ func (p *pass) learn(ctx context.Context, ev *watchers.Event) error {
 		job := ev.Namespace + "/" + d.Job
 		switch d.Status {
 		case "running", "pending", "paused", "blocked", "unblocking", "initializing":
-			return p.tx.SetFact(ctx, factDeploy, job, d.ID)
+			return p.setFact(ctx, factDeploy, job, d.ID)
 		default:
-			if cur, ok, err := p.tx.Fact(ctx, factDeploy, job); err != nil || !ok || cur != d.ID {
+			if cur, ok, err := p.fact(ctx, factDeploy, job); err != nil || !ok || cur != d.ID {
 				return err
 			}
-			if err := p.tx.DeleteFact(ctx, factDeploy, job); err != nil {
+			if err := p.deleteFact(ctx, factDeploy, job); err != nil {
 				return err
 			}
 			return p.release(ctx, holdDeploy+job)
@@ -214,23 +223,23 @@ func (p *pass) learn(ctx context.Context, ev *watchers.Event) error {
 		n := ev.Node
 		if n.Draining {
 			// Set, or refreshed: facts unseen for long are forgotten.
-			return p.tx.SetFact(ctx, factDrain, n.Name, "1")
+			return p.setFact(ctx, factDrain, n.Name, "1")
 		}
-		if _, draining, err := p.tx.Fact(ctx, factDrain, n.Name); err != nil || !draining {
+		if _, draining, err := p.fact(ctx, factDrain, n.Name); err != nil || !draining {
 			return err
 		}
-		if err := p.tx.DeleteFact(ctx, factDrain, n.Name); err != nil {
+		if err := p.deleteFact(ctx, factDrain, n.Name); err != nil {
 			return err
 		}
 		return p.release(ctx, holdDrain+n.Name)
 	case ev.Alloc != nil:
-		if _, known, err := p.tx.Fact(ctx, factAlloc, ev.Alloc.ID); err != nil || known {
+		if _, known, err := p.fact(ctx, factAlloc, ev.Alloc.ID); err != nil || known {
 			return err
 		}
-		return p.tx.SetFact(ctx, factAlloc, ev.Alloc.ID, ev.Namespace+"/"+ev.Alloc.Job)
+		return p.setFact(ctx, factAlloc, ev.Alloc.ID, ev.Namespace+"/"+ev.Alloc.Job)
 	case ev.Stolon != nil && ev.Stolon.Failover:
 		// Set, or refreshed: facts unseen for long are forgotten.
-		return p.tx.SetFact(ctx, factFailover, ev.Stolon.Cluster, "1")
+		return p.setFact(ctx, factFailover, ev.Stolon.Cluster, "1")
 	}
 	return nil
 }
@@ -245,10 +254,10 @@ func (p *pass) failoverEnded(ctx context.Context, ev *watchers.Event) error {
 	if s == nil || s.Failover {
 		return nil
 	}
-	if _, failingOver, err := p.tx.Fact(ctx, factFailover, s.Cluster); err != nil || !failingOver {
+	if _, failingOver, err := p.fact(ctx, factFailover, s.Cluster); err != nil || !failingOver {
 		return err
 	}
-	if err := p.tx.DeleteFact(ctx, factFailover, s.Cluster); err != nil {
+	if err := p.deleteFact(ctx, factFailover, s.Cluster); err != nil {
 		return err
 	}
 	return p.release(ctx, stolonHold(s.Cluster))
@@ -271,14 +280,14 @@ func (p *pass) holdReason(ctx context.Context, sig Signal, ev *watchers.Event) (
 		return "", nil
 	}
 	if sig.Labels.Node != "" {
-		if _, ok, err := p.tx.Fact(ctx, factDrain, sig.Labels.Node); err != nil || ok {
+		if _, ok, err := p.fact(ctx, factDrain, sig.Labels.Node); err != nil || ok {
 			return holdDrain + sig.Labels.Node, err
 		}
 	}
 	var jobs []string
 	// Nomad registers services with IDs "_nomad-task-<alloc ID>-...".
 	if rest, ok := strings.CutPrefix(ev.Check.ServiceID, "_nomad-task-"); ok && len(rest) >= 36 {
-		if job, ok, err := p.tx.Fact(ctx, factAlloc, rest[:36]); err != nil {
+		if job, ok, err := p.fact(ctx, factAlloc, rest[:36]); err != nil {
 			return "", err
 		} else if ok {
 			jobs = append(jobs, job)
@@ -290,7 +299,7 @@ func (p *pass) holdReason(ctx context.Context, sig Signal, ev *watchers.Event) (
 		}
 	}
 	for _, job := range jobs {
-		if _, ok, err := p.tx.Fact(ctx, factDeploy, job); err != nil || ok {
+		if _, ok, err := p.fact(ctx, factDeploy, job); err != nil || ok {
 			return holdDeploy + job, err
 		}
 	}
@@ -361,7 +370,7 @@ func (p *pass) apply(ctx context.Context, sig Signal, ev *watchers.Event) error 
 		}
 		return nil
 	}
-	latest, found, err := p.tx.LatestIncident(ctx, sig.Key)
+	latest, found, err := p.latestIncident(ctx, sig.Key)
 	if err != nil {
 		return err
 	}
@@ -408,7 +417,7 @@ func (p *pass) open(ctx context.Context, sig Signal, ev *watchers.Event) error {
 	}
 	if hold != "" {
 		in.State, in.HoldReason, in.HoldUntil = store.IncidentHeld, hold, p.now.Add(p.e.cfg.MaxHold)
-		return p.tx.SaveIncident(ctx, in)
+		return p.save(ctx, in)
 	}
 	return p.post(ctx, in, sig.Detail)
 }
@@ -449,14 +458,14 @@ func (p *pass) update(ctx context.Context, in *store.Incident, sig Signal) error
 	// Nomad) say the same thing again: that is no new event.
 	if sig.Occurrence == "" && sig.Reason == in.Reason && int(sig.Severity) <= in.Severity && sig.Detail == nil {
 		if settling {
-			return p.tx.SaveIncident(ctx, in)
+			return p.save(ctx, in)
 		}
 		return nil
 	}
 	fired(in, sig)
 	in.UpdatedAt = p.now
 	if in.State == store.IncidentHeld {
-		return p.tx.SaveIncident(ctx, in)
+		return p.save(ctx, in)
 	}
 	if err := p.editSoon(ctx, in); err != nil {
 		return err
@@ -488,7 +497,7 @@ func (p *pass) settle(ctx context.Context, in *store.Incident, reason string) er
 		in.SettleAt = p.now.Add(p.e.cfg.SettleAfter)
 	}
 	in.SettleReason = reason
-	return p.tx.SaveIncident(ctx, in)
+	return p.save(ctx, in)
 }
 
 func (p *pass) resolve(ctx context.Context, in *store.Incident, reason string) error {
@@ -498,7 +507,7 @@ func (p *pass) resolve(ctx context.Context, in *store.Incident, reason string) e
 	in.SettleAt, in.SettleReason = time.Time{}, ""
 	var err error
 	if wasHeld {
-		err = p.tx.SaveIncident(ctx, in) // never posted: nothing to say
+		err = p.save(ctx, in) // never posted: nothing to say
 	} else {
 		err = p.sayResolved(ctx, in)
 	}
@@ -529,7 +538,7 @@ func (p *pass) notice(ctx context.Context, sig Signal, latest store.Incident, fo
 		(latest.Title == sig.Title && p.now.Sub(latest.UpdatedAt) < time.Minute || repeats(&latest, sig)) {
 		latest.Events++
 		latest.UpdatedAt = p.now
-		return p.tx.SaveIncident(ctx, &latest)
+		return p.save(ctx, &latest)
 	}
 	labels, err := json.Marshal(sig.Labels)
 	if err != nil {
@@ -544,11 +553,18 @@ func (p *pass) notice(ctx context.Context, sig Signal, latest store.Incident, fo
 	return p.post(ctx, in, nil)
 }
 
+// maxFlapHistory bounds the state changes an incident remembers (unless
+// FlapThreshold needs more): enough to judge flapping, and to say "at
+// least" that many.
+const maxFlapHistory = 64
+
+func (e *Engine) flapHistory() int { return max(maxFlapHistory, e.cfg.FlapThreshold) }
+
 // stateChanged counts a state change and updates flapping.
 func (p *pass) stateChanged(in *store.Incident) {
 	cutoff := p.now.Add(-p.e.cfg.FlapWindow).UnixMilli()
 	kept := in.Changes[:0]
-	for _, c := range in.Changes {
+	for _, c := range in.Changes[max(0, len(in.Changes)-(p.e.flapHistory()-1)):] {
 		if c >= cutoff {
 			kept = append(kept, c)
 		}
@@ -568,10 +584,10 @@ func (p *pass) editSoon(ctx context.Context, in *store.Incident) error {
 		if in.EditDueAt.IsZero() || in.EditDueAt.After(next) {
 			in.EditDueAt = next
 		}
-		return p.tx.SaveIncident(ctx, in)
+		return p.save(ctx, in)
 	}
 	in.EditDueAt, in.LastEditAt = time.Time{}, p.now
-	if err := p.tx.SaveIncident(ctx, in); err != nil {
+	if err := p.save(ctx, in); err != nil {
 		return err
 	}
 	return p.edit(ctx, in)

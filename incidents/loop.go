@@ -58,10 +58,10 @@ const (
 
 func (p *pass) prune(ctx context.Context) error {
 	return errors.Join(
-		p.tx.ForgetFactsBefore(ctx, factAlloc, p.now.Add(-allocFactTTL)),
-		p.tx.ForgetFactsBefore(ctx, factDeploy, p.now.Add(-holdFactTTL)),
-		p.tx.ForgetFactsBefore(ctx, factDrain, p.now.Add(-holdFactTTL)),
-		p.tx.ForgetFactsBefore(ctx, factFailover, p.now.Add(-holdFactTTL)),
+		p.forgetFactsBefore(ctx, factAlloc, p.now.Add(-allocFactTTL)),
+		p.forgetFactsBefore(ctx, factDeploy, p.now.Add(-holdFactTTL)),
+		p.forgetFactsBefore(ctx, factDrain, p.now.Add(-holdFactTTL)),
+		p.forgetFactsBefore(ctx, factFailover, p.now.Add(-holdFactTTL)),
 	)
 }
 
@@ -105,7 +105,7 @@ func (p *pass) flushEdits(ctx context.Context) error {
 	for i := range due {
 		in := &due[i]
 		in.EditDueAt, in.LastEditAt = time.Time{}, p.now
-		if err := p.tx.SaveIncident(ctx, in); err != nil {
+		if err := p.save(ctx, in); err != nil {
 			return err
 		}
 		if err := p.edit(ctx, in); err != nil {

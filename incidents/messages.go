@@ -23,7 +23,7 @@ func (p *pass) post(ctx context.Context, in *store.Incident, detail *Detail) err
 	// Reminders count from the post, not from the source's time: an
 	// incident opened from an old event (a catch-up) is not reminded at once.
 	in.RemindedAt = p.now
-	if err := p.tx.SaveIncident(ctx, in); err != nil {
+	if err := p.save(ctx, in); err != nil {
 		return err
 	}
 	if in.SilencedBy != "" {
@@ -135,7 +135,7 @@ func (p *pass) thread(ctx context.Context, in *store.Incident, detail render.Nod
 	if capped {
 		in.ThreadSent++
 	}
-	if err := p.tx.SaveIncident(ctx, in); err != nil {
+	if err := p.save(ctx, in); err != nil {
 		return err
 	}
 	msgs, err := p.tx.IncidentMessages(ctx, in.ID)
@@ -233,7 +233,11 @@ func renderIncident(in *store.Incident, now time.Time) render.Node {
 	nodes = append(nodes, render.Line(render.Text(strings.Join(status, " · "))))
 	var flags []string
 	if in.Flapping {
-		flags = append(flags, "〰️ flapping: "+plural(len(in.Changes), "state change")+" recently, updates only here")
+		changes := plural(len(in.Changes), "state change")
+		if len(in.Changes) >= maxFlapHistory {
+			changes = "at least " + changes
+		}
+		flags = append(flags, "〰️ flapping: "+changes+" recently, updates only here")
 	}
 	if in.AckedBy != "" {
 		flags = append(flags, "👀 acknowledged by "+in.AckedBy)

@@ -40,7 +40,7 @@ func (p *pass) snapshot(ctx context.Context, events []watchers.Event) error {
 		if !ok {
 			continue
 		}
-		knownList, _, err := p.tx.Fact(ctx, factServices, sr.Name())
+		knownList, _, err := p.fact(ctx, factServices, sr.Name())
 		if err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func (p *pass) snapshot(ctx context.Context, events []watchers.Event) error {
 				return err
 			}
 		}
-		if err := p.tx.SetFact(ctx, factServices, sr.Name(), strings.Join(services, ",")); err != nil {
+		if err := p.setFact(ctx, factServices, sr.Name(), strings.Join(services, ",")); err != nil {
 			return err
 		}
 	}

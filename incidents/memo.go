@@ -1,0 +1,183 @@
+package incidents
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/vigie/vigie/store"
+)
+
+// memo keeps in memory what nearly every event looks up, the facts and
+// the latest incident of each key, so that an event that changes nothing
+// costs no query. The store stays the record: a pass reads through the
+// memo, writes through to its transaction, and what it read or wrote
+// reaches the memo only once its transaction has committed (Engine.write);
+// a pass that fails leaves the memo as it was. Every write of incidents
+// and facts goes through a pass, so the memo never goes stale.
+type memo struct {
+	facts  map[factID]memoFact
+	latest map[string]*store.Incident // nil: the key has no incident
+}
+
+type factID struct{ kind, key string }
+
+type memoFact struct {
+	value string
+	found bool
+	at    time.Time // when a pass wrote it; zero when read from the store
+}
+
+// memoLimit bounds each map of the memo: beyond, it starts again from the
+// store, which costs one query per key, once.
+const memoLimit = 100_000
+
+// factRefresh is how often a fact set again to the value it holds is
+// rewritten, to move the time its expiry counts from (holdFactTTL,
+// allocFactTTL: a day and more). A fact can then expire up to this much
+// earlier than its last sighting.
+const factRefresh = time.Hour
+
+func newMemo() *memo {
+	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}}
+}
+
+// take keeps what a committed pass read and wrote.
+func (m *memo) take(p *pass) {
+	if p.forgetFacts {
+		m.facts = map[factID]memoFact{}
+	} else {
+		if len(m.facts)+len(p.facts) > memoLimit {
+			m.facts = map[factID]memoFact{}
+		}
+		for id, f := range p.facts {
+			m.facts[id] = f
+		}
+	}
+	if len(m.latest)+len(p.latest) > memoLimit {
+		m.latest = map[string]*store.Incident{}
+	}
+	for key, in := range p.latest {
+		m.latest[key] = in
+	}
+}
+
+// cachedFact is what the pass or the memo knows of a fact.
+func (p *pass) cachedFact(id factID) (memoFact, bool) {
+	if f, ok := p.facts[id]; ok {
+		return f, true
+	}
+	f, ok := p.e.memo.facts[id]
+	return f, ok && !p.forgetFacts
+}
+
+func (p *pass) noteFact(id factID, f memoFact) {
+	if p.facts == nil {
+		p.facts = map[factID]memoFact{}
+	}
+	p.facts[id] = f
+}
+
+// fact returns a remembered fact.
+func (p *pass) fact(ctx context.Context, kind, key string) (string, bool, error) {
+	id := factID{kind, key}
+	if f, ok := p.cachedFact(id); ok {
+		return f.value, f.found, nil
+	}
+	v, found, err := p.tx.Fact(ctx, kind, key)
+	if err != nil {
+		return "", false, err
+	}
+	p.noteFact(id, memoFact{value: v, found: found})
+	return v, found, nil
+}
+
+// setFact remembers a fact; the same value again is only rewritten after
+// factRefresh.
+func (p *pass) setFact(ctx context.Context, kind, key, value string) error {
+	id := factID{kind, key}
+	if f, ok := p.cachedFact(id); ok && f.found && f.value == value && !f.at.IsZero() && p.now.Sub(f.at) < factRefresh {
+		return nil
+	}
+	if err := p.tx.SetFact(ctx, kind, key, value); err != nil {
+		return err
+	}
+	p.noteFact(id, memoFact{value: value, found: true, at: p.now})
+	return nil
+}
+
+// deleteFact forgets a fact.
+func (p *pass) deleteFact(ctx context.Context, kind, key string) error {
+	if err := p.tx.DeleteFact(ctx, kind, key); err != nil {
+		return err
+	}
+	p.noteFact(factID{kind, key}, memoFact{})
+	return nil
+}
+
+// forgetFactsBefore drops the facts of a kind not set since before; the
+// memo forgets all its facts once the pass commits.
+func (p *pass) forgetFactsBefore(ctx context.Context, kind string, before time.Time) error {
+	p.forgetFacts, p.facts = true, nil
+	return p.tx.ForgetFactsBefore(ctx, kind, before)
+}
+
+// cachedLatest is what the pass or the memo knows of a key's latest
+// incident (nil: none).
+func (p *pass) cachedLatest(key string) (*store.Incident, bool) {
+	if in, ok := p.latest[key]; ok {
+		return in, true
+	}
+	in, ok := p.e.memo.latest[key]
+	return in, ok
+}
+
+func (p *pass) noteLatest(key string, in *store.Incident) {
+	if p.latest == nil {
+		p.latest = map[string]*store.Incident{}
+	}
+	p.latest[key] = in
+}
+
+// latestIncident returns the newest incident of a key, live or not, as a
+// copy the caller may change.
+func (p *pass) latestIncident(ctx context.Context, key string) (store.Incident, bool, error) {
+	in, ok := p.cachedLatest(key)
+	if !ok {
+		got, found, err := p.tx.LatestIncident(ctx, key)
+		if err != nil {
+			return store.Incident{}, false, err
+		}
+		if found {
+			in = &got
+		}
+		p.noteLatest(key, in)
+	}
+	if in == nil {
+		return store.Incident{}, false, nil
+	}
+	return cloneIncident(in), true, nil
+}
+
+// save writes an incident, and keeps it as its key's latest when it is.
+func (p *pass) save(ctx context.Context, in *store.Incident) error {
+	inserted := in.ID == 0
+	if err := p.tx.SaveIncident(ctx, in); err != nil {
+		return err
+	}
+	cur, known := p.cachedLatest(in.Key)
+	if inserted || known && (cur == nil || cur.ID <= in.ID) {
+		c := cloneIncident(in)
+		p.noteLatest(in.Key, &c)
+	}
+	return nil
+}
+
+// cloneIncident copies an incident and the slices it holds, which the
+// engine changes in place.
+func cloneIncident(in *store.Incident) store.Incident {
+	c := *in
+	c.Changes = slices.Clone(in.Changes)
+	c.Occurrences = slices.Clone(in.Occurrences)
+	return c
+}

@@ -1,0 +1,143 @@
+package incidents
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigie/vigie/store"
+)
+
+// A pass that fails leaves the memo as it was: what it wrote was rolled
+// back, so the next pass must not see it.
+func TestMemoForgetsAFailedPass(t *testing.T) {
+	f := newFixture(t, nil)
+	f.feed("fire:k1:down") // k1 in the memo, open
+	boom := errors.New("boom")
+	err := f.e.write(t.Context(), func(p *pass) error {
+		in, found, err := p.latestIncident(t.Context(), "k1")
+		if err != nil || !found {
+			t.Fatalf("k1: %v, %v", found, err)
+		}
+		in.State, in.Reason = store.IncidentResolved, "rolled back"
+		if err := p.save(t.Context(), &in); err != nil {
+			return err
+		}
+		if err := p.save(t.Context(), &store.Incident{Key: "k2", Rule: "scripted", State: store.IncidentOpen}); err != nil {
+			return err
+		}
+		if err := p.setFact(t.Context(), factDrain, "vm", "1"); err != nil {
+			return err
+		}
+		if _, draining, _ := p.fact(t.Context(), factDrain, "vm"); !draining {
+			t.Error("a pass does not see the fact it set")
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("write: %v", err)
+	}
+	err = f.e.write(t.Context(), func(p *pass) error {
+		in, found, err := p.latestIncident(t.Context(), "k1")
+		if err != nil || !found || in.State != store.IncidentOpen || in.Reason != "down" {
+			t.Errorf("k1 after the failed pass: %+v, %v, %v", in, found, err)
+		}
+		if _, found, err := p.latestIncident(t.Context(), "k2"); err != nil || found {
+			t.Errorf("k2 after the failed pass: found %v, %v", found, err)
+		}
+		if _, draining, err := p.fact(t.Context(), factDrain, "vm"); err != nil || draining {
+			t.Errorf("drain fact after the failed pass: %v, %v", draining, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The memo hands out copies: changing the slices of an incident a pass
+// read does not change what the memo holds.
+func TestMemoHandsOutCopies(t *testing.T) {
+	f := newFixture(t, nil)
+	f.feed("fire:k1:down")
+	f.feed("resolve:k1")
+	f.feed("fire:k1:down") // reopened: a state change
+	read := func() store.Incident {
+		var in store.Incident
+		if err := f.e.write(t.Context(), func(p *pass) error {
+			var err error
+			in, _, err = p.latestIncident(t.Context(), "k1")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	in := read()
+	if len(in.Changes) == 0 {
+		t.Fatal("an open incident without its state change")
+	}
+	in.Changes[0] = -1
+	if again := read(); again.Changes[0] == -1 {
+		t.Errorf("the memo's incident changed with a copy: %+v", again)
+	}
+}
+
+// The memo agrees with the store after a run of firing, resolving and
+// reopening: an engine started afresh on the same store (empty memo)
+// decides as the warm one would.
+func TestMemoAgreesWithTheStore(t *testing.T) {
+	f := newFixture(t, nil)
+	for i := range 30 {
+		f.feed("fire:k:down", "resolve:k", "fire:j:down")
+		f.clock.Advance(time.Duration(i) * time.Second)
+	}
+	check := func(e *Engine) (store.Incident, store.Incident) {
+		var k, j store.Incident
+		if err := e.write(t.Context(), func(p *pass) error {
+			var err error
+			if k, _, err = p.latestIncident(context.Background(), "k"); err != nil {
+				return err
+			}
+			j, _, err = p.latestIncident(context.Background(), "j")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return k, j
+	}
+	wk, wj := check(f.e)
+	cold := New(f.e.cfg, f.st)
+	ck, cj := check(cold)
+	for _, pair := range [][2]store.Incident{{wk, ck}, {wj, cj}} {
+		w, c := pair[0], pair[1]
+		if w.ID != c.ID || w.State != c.State || w.Events != c.Events || w.Reason != c.Reason || len(w.Changes) != len(c.Changes) ||
+			strings.Join(w.Occurrences, ",") != strings.Join(c.Occurrences, ",") || !w.UpdatedAt.Equal(c.UpdatedAt) {
+			t.Errorf("memo %+v\nstore %+v", w, c)
+		}
+	}
+}
+
+// An incident flapping for long remembers a bounded history, and says
+// "at least" that many changes.
+func TestFlapHistoryIsBounded(t *testing.T) {
+	f := newFixture(t, nil)
+	for range 200 {
+		f.feed("fire:k:down")
+		f.clock.Advance(time.Second)
+		f.feed("resolve:k")
+		f.clock.Advance(time.Second)
+	}
+	f.feed("fire:k:down")
+	in := f.incident("k")
+	if !in.Flapping || len(in.Changes) != maxFlapHistory {
+		t.Fatalf("flapping %v with %d changes remembered, want %d", in.Flapping, len(in.Changes), maxFlapHistory)
+	}
+	f.advance(time.Minute) // the owed edit
+	_, edits, _ := f.messages("!ops")
+	if len(edits) == 0 || !strings.Contains(edits[len(edits)-1].Plain, "at least 64 state changes") {
+		t.Fatalf("last edit does not say the history was cut:\n%v", edits)
+	}
+}
