@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -137,6 +138,17 @@ func ParseClusterData(data []byte) (*ClusterData, error) {
 	if cd.FormatVersion != formatVersion {
 		return nil, &FormatError{Version: cd.FormatVersion}
 	}
+	// A null entry would be a nil pointer to every reader.
+	for uid, k := range cd.Keepers {
+		if k == nil {
+			return nil, fmt.Errorf("clusterdata: keeper %q is null", uid)
+		}
+	}
+	for uid, d := range cd.DBs {
+		if d == nil {
+			return nil, fmt.Errorf("clusterdata: db %q is null", uid)
+		}
+	}
 	return &cd, nil
 }
 
@@ -196,6 +208,13 @@ func setKeeperStatus(data []byte, keeper, field string, value any) ([]byte, erro
 	if status == nil {
 		status = map[string]any{}
 		k["status"] = status
+	}
+	// encoding/json, Stolon's decoder, matches keys regardless of case:
+	// another spelling written after this one would override it.
+	for name := range status {
+		if strings.EqualFold(name, field) {
+			delete(status, name)
+		}
 	}
 	if value == false {
 		delete(status, field) // Stolon omits a false field (omitempty)

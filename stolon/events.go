@@ -2,7 +2,6 @@ package stolon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -25,6 +24,9 @@ const watchWait = 5 * time.Minute
 type Events struct {
 	svc *Service
 	c   *Cluster
+	// tr outlives a run: a failed read restarts the watch, but what the
+	// sequence told (who was master, since when a standby lags) holds.
+	tr *tracker
 }
 
 // Events is the event source of a cluster.
@@ -62,7 +64,11 @@ type tracker struct {
 // supervisor retries with backoff and tells the room if it lasts.
 func (e *Events) Watch(ctx context.Context, sink watchers.Sink, lookout watchers.Lookout) error {
 	log := zerolog.Ctx(ctx)
-	tr := &tracker{lagSince: map[string]time.Time{}, strays: map[string]time.Time{}}
+	if e.tr == nil {
+		e.tr = &tracker{lagSince: map[string]time.Time{}, strays: map[string]time.Time{}}
+	}
+	tr := e.tr
+	tr.delivered = nil // the first state of a run is delivered: the pipeline reconciles a restart against it
 	var index uint64
 	for {
 		st, failing, err := e.next(ctx, index, tr)
@@ -115,10 +121,12 @@ func (e *Events) next(ctx context.Context, index uint64, tr *tracker) (*State, b
 	defer cancel()
 	woken := make(chan struct{})
 	changed := e.svc.Changed()
+	woke := false // read once woken is closed
 	go func() {
 		defer close(woken)
 		select {
 		case <-changed:
+			woke = true
 			cancel()
 		case <-qctx.Done():
 		}
@@ -126,7 +134,7 @@ func (e *Events) next(ctx context.Context, index uint64, tr *tracker) (*State, b
 	st, err := e.c.Wait(qctx, index, wait)
 	cancel()
 	<-woken
-	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.Canceled) {
+	if err != nil && ctx.Err() == nil && woke {
 		return nil, running, nil
 	}
 	return st, running, err

@@ -92,6 +92,11 @@ func (kv *KV) get(ctx context.Context, key string, q url.Values, into any) (uint
 	}
 	idx, _ := strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64)
 	switch {
+	case resp.Header.Get("X-Consul-Results-Filtered-By-ACLs") == "true":
+		// Consul leaves out of a listing the keys the token may not read
+		// (404 when none is left): a refusal, not a missing cluster or
+		// keepers and sentinels gone.
+		return idx, false, kv.refusal(key, "read", http.StatusForbidden, []byte("it left out the keys the token may not read"))
 	case resp.StatusCode == http.StatusNotFound:
 		return idx, false, nil
 	case resp.StatusCode != http.StatusOK:

@@ -132,10 +132,13 @@ type Candidate struct {
 func (s *State) Candidates() []Candidate {
 	cd := s.Data
 	master := cd.MasterDB()
+	if master == nil {
+		return nil // nobody to replace (and no synchronous standbys to read)
+	}
 	var ok, no []Candidate
 	for _, uid := range sortedKeys(cd.DBs) {
 		db := cd.DBs[uid]
-		if master == nil || uid == master.UID {
+		if uid == master.UID {
 			continue
 		}
 		c := Candidate{DB: db, Lag: s.Lag(db), Reason: s.ineligible(db, master)}
