@@ -109,16 +109,24 @@ func RenderStolonStatus(st *stolon.State) render.Node {
 			row[2] += " forceFail"
 		}
 		if db := cd.DBOf(uid); db != nil {
-			row[1], row[3], row[4] = db.Spec.Role, mark(db.Status.Healthy), db.Address()
+			row[1], row[3] = db.Spec.Role, mark(db.Status.Healthy)
+			if a := db.Address(); a != "" {
+				row[4] = a
+			}
 			if db.Spec.Role == "standby" {
-				lag := st.Lag(db)
-				row[5] = render.Bytes(int64(lag))
-				if lag > st.MaxLag {
-					row[5] += " ⚠️"
+				switch lag, known := st.Lag(db); {
+				case !known:
+					row[5] = "not reported"
+				case lag > st.MaxLag:
+					row[5] = render.Bytes(int64(lag)) + " ⚠️"
+				default:
+					row[5] = render.Bytes(int64(lag))
 				}
 				row[9] = electable[db.UID]
 			}
-			row[6] = strconv.FormatUint(db.Status.TimelineID, 10)
+			if db.Status.TimelineID != 0 {
+				row[6] = strconv.FormatUint(db.Status.TimelineID, 10)
+			}
 			if slices.Contains(syncDBs, db.UID) {
 				row[7] = "yes"
 			} else if db.Spec.Role == "standby" {

@@ -205,7 +205,7 @@ func TestDBStatusAfterFailover(t *testing.T) {
 	msg := dbStatus(t, svc, "main")
 	checkRows(t, msg,
 		[]string{"keeper1", "master", "✅", "✅", "127.0.0.1:25434", "—", "2", "—", "4/4", "—"},
-		[]string{"keeper0", "standby", "✅", "❌", "127.0.0.1:25433", "160 MiB ⚠️", "0", "no", "1/0", "❌ its keeper has not applied its latest spec (converging)"},
+		[]string{"keeper0", "standby", "✅", "❌", "127.0.0.1:25433", "not reported", "—", "no", "1/0", "❌ its keeper has not applied its latest spec (converging)"},
 	)
 	ls := lines(msg.Plain)
 	if want := "Stolon main: phase normal, master keeper1 (db 0e651c76) on timeline 2; synchronous replication off; maxStandbyLag 1.18 MiB."; ls[0] != want {

@@ -108,7 +108,12 @@ type DB struct {
 }
 
 // Address is where the DB's PostgreSQL listens, host:port.
-func (d *DB) Address() string { return d.Status.ListenAddress + ":" + d.Status.Port }
+func (d *DB) Address() string {
+	if d.Status.ListenAddress == "" {
+		return "" // not reported yet
+	}
+	return d.Status.ListenAddress + ":" + d.Status.Port
+}
 
 // Converged: the keeper applied the DB's latest spec.
 func (d *DB) Converged() bool { return d.Generation == d.Status.CurrentGeneration }

@@ -479,7 +479,8 @@ func FuzzParseClusterData(f *testing.F) {
 		for _, uid := range cd.KeeperUIDs() {
 			_ = cd.Keepers[uid].Status.Healthy
 			if db := cd.DBOf(uid); db != nil {
-				_, _ = st.Lag(db), db.Address()
+				_, _ = st.Lag(db)
+				_ = db.Address()
 			}
 		}
 		_ = cd.MasterKeeper()

@@ -179,8 +179,8 @@ func (e *Events) event(ctx context.Context, st *State, tr *tracker, failing bool
 		k := watchers.StolonKeeper{UID: uid, Healthy: cd.Keepers[uid].Status.Healthy}
 		if db := cd.DBOf(uid); db != nil {
 			k.DB, k.Role, k.Address, k.PGHealthy, k.Timeline = db.UID, db.Spec.Role, db.Address(), db.Status.Healthy, db.Status.TimelineID
-			if db.Spec.Role == "standby" && master != nil {
-				k.Lag = st.Lag(db)
+			if db.Spec.Role == "standby" {
+				k.Lag, _ = st.Lag(db) // unknown: 0, the PostgreSQL health tells
 			}
 		}
 		k.LagSince = since(tr.lagSince, uid, k.Role == "standby" && k.Lag > st.MaxLag, now)

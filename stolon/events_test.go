@@ -331,13 +331,13 @@ func evNormal(grace time.Duration) *watchers.Stolon {
 }
 
 // evAfterFailover is the "failover" capture: keeper1 master on timeline 2,
-// keeper0's new DB resyncing (no position yet, so all of the master's WAL
-// counts as its lag), a new sentinel and proxy.
-func evAfterFailover(grace time.Duration, lagSince time.Time) *watchers.Stolon {
+// keeper0's new DB resyncing (no position yet: its lag is not known, and
+// its unhealthy PostgreSQL tells), a new sentinel and proxy.
+func evAfterFailover(grace time.Duration) *watchers.Stolon {
 	return &watchers.Stolon{
 		Cluster: "main", Phase: "normal", MasterKeeper: "keeper1", MasterDB: "0e651c76", Timeline: 2,
 		Keepers: []watchers.StolonKeeper{
-			{UID: "keeper0", Healthy: true, DB: "476ec92d", Role: "standby", Address: "127.0.0.1:25433", Lag: 167905592, LagSince: lagSince},
+			{UID: "keeper0", Healthy: true, DB: "476ec92d", Role: "standby", Address: "127.0.0.1:25433"},
 			{UID: "keeper1", Healthy: true, DB: "0e651c76", Role: "master", Address: "127.0.0.1:25434", PGHealthy: true, Timeline: 2},
 		},
 		Sentinels: []string{"81375632"}, Leader: "81375632", LeaderAlive: true,
@@ -398,7 +398,7 @@ func TestEventsFollowCapturedStates(t *testing.T) {
 			return w
 		}},
 		{"failover", func(now time.Time) *watchers.Stolon {
-			w := evAfterFailover(grace, now)
+			w := evAfterFailover(grace)
 			w.PreviousMasterKeeper, w.PreviousMasterDB = "keeper0", "d51919e0"
 			return w
 		}},
@@ -474,7 +474,7 @@ func TestEventsFailoverSeries(t *testing.T) {
 	if fmt.Sprint(at) != "[6 11 16]" {
 		t.Fatalf("events delivered at captures %v, want [6 11 16]", at)
 	}
-	t06, t11 := evT0.Add(6*time.Second), evT0.Add(11*time.Second)
+	t06 := evT0.Add(6 * time.Second)
 
 	w := &watchers.Stolon{
 		Cluster: "main", Phase: "normal", MasterKeeper: "keeper1", MasterDB: "0e651c76", Timeline: 1,
@@ -495,14 +495,13 @@ func TestEventsFailoverSeries(t *testing.T) {
 	evCheck(t, "failover-06", got[6].Stolon, w)
 
 	w.PreviousMasterKeeper, w.PreviousMasterDB, w.Timeline = "", "", 2
-	// keeper0's new DB has no status yet: no address, no position, so
-	// all of the master's WAL counts as its lag.
-	w.Keepers[0] = watchers.StolonKeeper{UID: "keeper0", Healthy: true, DB: "476ec92d", Role: "standby", Address: ":",
-		Lag: 165630104, LagSince: t11}
+	// keeper0's new DB has no status yet: no address, no position (its
+	// lag is not known).
+	w.Keepers[0] = watchers.StolonKeeper{UID: "keeper0", Healthy: true, DB: "476ec92d", Role: "standby"}
 	w.Keepers[1].Timeline = 2
 	evCheck(t, "failover-11", got[11].Stolon, w) // the proxy has applied generation 11 of 12: still behind since -06
 
-	w.Keepers[0].PGHealthy, w.Keepers[0].Address, w.Keepers[0].Lag = true, "127.0.0.1:25433", 167772160
+	w.Keepers[0].PGHealthy, w.Keepers[0].Address = true, "127.0.0.1:25433"
 	w.Proxies = []watchers.StolonProxy{{UID: "52329865"}}
 	evCheck(t, "failover-16", got[16].Stolon, w)
 }
@@ -894,7 +893,7 @@ func TestEventsRememberAcrossRuns(t *testing.T) {
 	}
 	h.clk.Advance(20 * time.Second)
 	h.run()
-	w := evAfterFailover(grace, h.clk.Now())
+	w := evAfterFailover(grace)
 	w.PreviousMasterKeeper, w.PreviousMasterDB = "keeper0", "d51919e0"
 	w.GoneProxies = []string{"5a6b1224"}
 	evCheck(t, "master changed during the outage", h.next().Stolon, w)

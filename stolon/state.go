@@ -97,13 +97,18 @@ func (s *State) LeaderAlive() bool {
 }
 
 // Lag is how far a DB's received WAL is behind the master's, as Stolon
-// sees it (received, not replayed).
-func (s *State) Lag(db *DB) uint64 {
+// sees it (received, not replayed). It is not known while the DB or the
+// master has not reported a WAL position (a standby being resynced): not
+// the master's whole WAL.
+func (s *State) Lag(db *DB) (lag uint64, known bool) {
 	m := s.Data.MasterDB()
-	if m == nil || db.Status.XLogPos >= m.Status.XLogPos {
-		return 0
+	if m == nil || m.Status.XLogPos == 0 || db.Status.XLogPos == 0 {
+		return 0, false
 	}
-	return m.Status.XLogPos - db.Status.XLogPos
+	if db.Status.XLogPos >= m.Status.XLogPos {
+		return 0, true
+	}
+	return m.Status.XLogPos - db.Status.XLogPos, true
 }
 
 // ProxyFollows: a proxy applies the current proxy spec, and that spec
@@ -141,7 +146,8 @@ func (s *State) Candidates() []Candidate {
 		if uid == master.UID {
 			continue
 		}
-		c := Candidate{DB: db, Lag: s.Lag(db), Reason: s.ineligible(db, master)}
+		lag, _ := s.Lag(db)
+		c := Candidate{DB: db, Lag: lag, Reason: s.ineligible(db, master)}
 		if c.Reason == "" {
 			ok = append(ok, c)
 		} else {
@@ -184,8 +190,17 @@ func (s *State) ineligible(db, master *DB) string {
 		return "PostgreSQL unhealthy"
 	case db.Status.TimelineID != master.Status.TimelineID:
 		return fmt.Sprintf("on timeline %d, the master on %d", db.Status.TimelineID, master.Status.TimelineID)
-	case !cd.Cluster.Spec.SynchronousReplication && s.Lag(db) > cd.Cluster.Spec.MaxLag():
-		return fmt.Sprintf("%d bytes behind, beyond maxStandbyLag (%d)", s.Lag(db), cd.Cluster.Spec.MaxLag())
+	}
+	if cd.Cluster.Spec.SynchronousReplication {
+		return ""
+	}
+	// Stolon subtracts whatever was reported: a missing position is a lag
+	// of the master's whole WAL, beyond any maxStandbyLag.
+	switch lag, known := s.Lag(db); {
+	case !known:
+		return "has not reported its WAL position"
+	case lag > cd.Cluster.Spec.MaxLag():
+		return fmt.Sprintf("%d bytes behind, beyond maxStandbyLag (%d)", lag, cd.Cluster.Spec.MaxLag())
 	}
 	return ""
 }

@@ -309,18 +309,18 @@ func TestCandidatesCaptures(t *testing.T) {
 		{"lagging-walrcv-stopped", []candidateView{{"keeper1", "0e651c76", 57881744, "57881744 bytes behind, beyond maxStandbyLag (1232896)"}}},
 		{"standby-down", []candidateView{{"keeper1", "0e651c76", 23704, "keeper keeper1 unhealthy"}}},
 		{"no-eligible-standby", []candidateView{{"keeper0", "476ec92d", 57105960, "57105960 bytes behind, beyond maxStandbyLag"}}},
-		{"no-eligible-standby-replaypaused", []candidateView{{"keeper1", "c5026e72", 299729896, "converging"}}},
+		{"no-eligible-standby-replaypaused", []candidateView{{"keeper1", "c5026e72", 0, "converging"}}},
 		{"sync", []candidateView{{"keeper1", "0e651c76", 0, ""}}},
 		// The election does not depend on sentinels or proxies.
 		{"no-sentinel", []candidateView{{"keeper1", "0e651c76", 0, ""}}},
 		{"proxy-down", []candidateView{{"keeper1", "0e651c76", 0, ""}}},
 		// Resyncing after the failover: no xLogPos yet, a new generation.
-		{"failover", []candidateView{{"keeper0", "476ec92d", 167905592, "its keeper has not applied its latest spec (converging)"}}},
+		{"failover", []candidateView{{"keeper0", "476ec92d", 0, "its keeper has not applied its latest spec (converging)"}}},
 		{"failover-00", []candidateView{{"keeper1", "0e651c76", 0, ""}}},
 		{"failover-02", []candidateView{{"keeper1", "0e651c76", 0, ""}}}, // forceFail on the master changes nothing here
 		// The sentinel made 0e651c76 master; the old master db keeps its role one cycle.
 		{"failover-06", []candidateView{{"keeper0", "d51919e0", 1056, "not a standby (role master)"}}},
-		{"failover-16", []candidateView{{"keeper0", "476ec92d", 167772160, "converging"}}},
+		{"failover-16", []candidateView{{"keeper0", "476ec92d", 0, "converging"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.state, func(t *testing.T) {
@@ -406,8 +406,8 @@ func TestCandidatesSynchronous(t *testing.T) {
 	}{
 		{"in sync", func(*testing.T, map[string]any) {}, candidateView{"keeper1", standby, 0, ""}},
 		{"lag ignored", func(t *testing.T, doc map[string]any) {
-			dbStatus(t, doc, standby)["xLogPos"] = 0
-		}, candidateView{"keeper1", standby, 165612672, ""}},
+			dbStatus(t, doc, standby)["xLogPos"] = 1
+		}, candidateView{"keeper1", standby, 165612671, ""}},
 		{"not reported synchronous", func(t *testing.T, doc map[string]any) {
 			dbStatus(t, doc, master)["synchronousStandbys"] = nil
 		}, candidateView{"keeper1", standby, 0, "not a synchronous standby of the master"}},
@@ -499,23 +499,29 @@ func TestLag(t *testing.T) {
 	t.Parallel()
 	st := capState(t, "lagging-walrcv-stopped")
 	master, standby := st.Data.DBs["d51919e0"], st.Data.DBs["0e651c76"]
-	if got := st.Lag(standby); got != 57881744 || got != master.Status.XLogPos-standby.Status.XLogPos {
-		t.Errorf("lag of the stopped walreceiver %d, want 57881744 (master %d - standby %d)", got, master.Status.XLogPos, standby.Status.XLogPos)
+	if got, known := st.Lag(standby); !known || got != 57881744 || got != master.Status.XLogPos-standby.Status.XLogPos {
+		t.Errorf("lag of the stopped walreceiver %d (known %v), want 57881744 (master %d - standby %d)", got, known, master.Status.XLogPos, standby.Status.XLogPos)
 	}
-	if got := st.Lag(master); got != 0 {
-		t.Errorf("the master's own lag %d", got)
+	if got, known := st.Lag(master); !known || got != 0 {
+		t.Errorf("the master's own lag %d (known %v)", got, known)
 	}
 	standby.Status.XLogPos = master.Status.XLogPos + 5
-	if got := st.Lag(standby); got != 0 {
-		t.Errorf("a standby ahead lags %d, want 0", got)
+	if got, known := st.Lag(standby); !known || got != 0 {
+		t.Errorf("a standby ahead lags %d (known %v), want 0", got, known)
 	}
+	// A standby being resynced has reported no position: its lag is not
+	// known (not the master's whole WAL), and Stolon would not elect it.
 	standby.Status.XLogPos = 0
-	if got := st.Lag(standby); got != master.Status.XLogPos {
-		t.Errorf("a standby without a position lags %d, want the master's position %d", got, master.Status.XLogPos)
+	if got, known := st.Lag(standby); known || got != 0 {
+		t.Errorf("a standby without a position lags %d (known %v), want unknown", got, known)
 	}
+	if r := st.ineligible(standby, master); r == "" {
+		t.Error("a standby without a position is eligible")
+	}
+	standby.Status.XLogPos = 100
 	st.Data.Cluster.Status.Master = ""
-	if got := st.Lag(standby); got != 0 {
-		t.Errorf("lag without a master %d, want 0", got)
+	if got, known := st.Lag(standby); known || got != 0 {
+		t.Errorf("lag without a master %d (known %v), want unknown", got, known)
 	}
 }
 
