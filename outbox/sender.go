@@ -90,7 +90,10 @@ func (o *Outbox) NewSender(transport string, ledger Ledger, to Deliverer, cfg Se
 	}
 }
 
-// Run delivers until ctx is cancelled.
+// Run delivers until ctx is cancelled. It looks for work when woken (a
+// commit queued messages for its transport), when a retry or a rate-limit
+// pause is due, and otherwise every Poll: an idle sender reads the store no
+// more often than that.
 func (s *Sender) Run(ctx context.Context) error {
 	log := zerolog.Ctx(ctx).With().Str("component", "outbox").Str("transport", s.transport).Logger()
 	ctx = log.WithContext(ctx)
@@ -121,10 +124,18 @@ func (s *Sender) Run(ctx context.Context) error {
 // pass tries the head message of every room once and says how long to wait
 // before the next pass (0: go again at once, some progress was made).
 func (s *Sender) pass(ctx context.Context) (time.Duration, error) {
+	// This pass reads what was committed before any wake-up already sent:
+	// consume it, so that the wait after a pass that finds nothing is not
+	// cut short for nothing.
+	select {
+	case <-s.wake:
+	default:
+	}
 	heads, err := s.ledger.PendingHeads(ctx, s.transport)
 	if err != nil {
 		return 0, fmt.Errorf("read pending messages: %w", err)
 	}
+	s.forgetRetries(heads)
 	wait := s.cfg.Poll
 	progressed := false
 	for _, m := range heads {
@@ -153,6 +164,23 @@ func (s *Sender) pass(ctx context.Context) (time.Duration, error) {
 		wait = min(wait, paused)
 	}
 	return wait, nil
+}
+
+// forgetRetries drops the retry times of messages no longer pending (their
+// echo marked them sent): a message waiting for a retry is its room's head.
+func (s *Sender) forgetRetries(heads []store.OutMessage) {
+	if len(s.retryAt) == 0 {
+		return
+	}
+	pending := make(map[int64]bool, len(heads))
+	for _, m := range heads {
+		pending[m.ID] = true
+	}
+	for id := range s.retryAt {
+		if !pending[id] {
+			delete(s.retryAt, id)
+		}
+	}
 }
 
 // deliver makes one attempt; it returns an error only when the store fails.

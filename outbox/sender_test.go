@@ -392,3 +392,71 @@ func TestOnlyUnknownOutcomesAreReconciled(t *testing.T) {
 		t.Fatalf("reconciled %v, want only the unknown outcome %s", tr.reconciled, unknown.TxnID)
 	}
 }
+
+// countingLedger counts the sender's reads of pending heads.
+type countingLedger struct {
+	Ledger
+	mu    sync.Mutex
+	heads int
+}
+
+func (c *countingLedger) PendingHeads(ctx context.Context, transport string) ([]store.OutMessage, error) {
+	c.mu.Lock()
+	c.heads++
+	c.mu.Unlock()
+	return c.Ledger.PendingHeads(ctx, transport)
+}
+
+func (c *countingLedger) reads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.heads
+}
+
+// An idle sender reads the store once per Poll, not more: neither a pass
+// that finds nothing nor the wake-ups of messages it already delivered make
+// it go again at once. Commits wake it: delivery does not wait for the poll.
+func TestIdleSenderPollsAtItsPace(t *testing.T) {
+	f := newFixture(t)
+	ledger := &countingLedger{Ledger: f.st}
+	const poll = 500 * time.Millisecond
+	s := f.box.NewSender("matrix", ledger, f.rec, SenderConfig{MinBackoff: time.Second, Poll: poll}, f.metrics)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	start := time.Now()
+	ids := []int64{f.send(t, "!a", "one", 0), f.send(t, "!b", "two", 0), f.send(t, "!a", "three", 0)}
+	for _, id := range ids {
+		f.waitState(t, id, store.StateSent)
+	}
+	if took := time.Since(start); took >= poll {
+		t.Fatalf("delivery took %v: the sender waited for its poll instead of being woken", took)
+	}
+	settled, base := time.Now(), ledger.reads()
+	time.Sleep(2 * poll)
+	// At most the pass that found the queue empty, then one per poll.
+	if n, most := ledger.reads()-base, 1+int(time.Since(settled)/poll); n > most {
+		t.Fatalf("idle sender read pending messages %d times in %v (poll %v), want at most %d", n, time.Since(settled), poll, most)
+	}
+}
+
+// A pass reads what was committed before the wake-ups already sent: it
+// consumes them, so the wait after it is not cut short for nothing.
+func TestPassConsumesWakeUps(t *testing.T) {
+	f := newFixture(t)
+	s := f.box.NewSender("matrix", f.st, f.rec, SenderConfig{Poll: time.Hour}, f.metrics)
+	f.send(t, "!a", "one", 0) // wakes the sender
+	if wait, err := s.pass(t.Context()); err != nil || wait != 0 {
+		t.Fatalf("first pass: wait %v, %v; want progress", wait, err)
+	}
+	if wait, err := s.pass(t.Context()); err != nil || wait != time.Hour {
+		t.Fatalf("second pass: wait %v, %v; want the poll interval", wait, err)
+	}
+	select {
+	case <-s.wake:
+		t.Fatal("a wake-up for a message already delivered is still pending")
+	default:
+	}
+}

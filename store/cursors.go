@@ -11,7 +11,7 @@ import (
 // watcher's first start.
 func (s *Store) Cursor(ctx context.Context, name string) (index uint64, skip int, ok bool, err error) {
 	var i int64
-	err = s.db.QueryRowContext(ctx, "SELECT position, skip FROM cursors WHERE name = ?", name).Scan(&i, &skip)
+	err = queryRow(ctx, s.r, "SELECT position, skip FROM cursors WHERE name = ?", name).Scan(&i, &skip)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, false, nil
 	}
@@ -21,7 +21,7 @@ func (s *Store) Cursor(ctx context.Context, name string) (index uint64, skip int
 // SetCursor records a watcher's position, within the transaction that
 // records what the consumed events caused.
 func (t *Tx) SetCursor(ctx context.Context, name string, index uint64, skip int) error {
-	_, err := t.tx.ExecContext(ctx,
+	_, err := exec(ctx, t,
 		`INSERT INTO cursors (name, position, skip, updated_at) VALUES (?, ?, ?, ?)
 		 ON CONFLICT (name) DO UPDATE SET position = excluded.position, skip = excluded.skip, updated_at = excluded.updated_at`,
 		name, int64(index), skip, t.now)

@@ -8,7 +8,7 @@ import (
 // MarkSeen records that an incoming event was handled. It reports false when
 // the event was seen before, so a redelivered command never runs twice.
 func (s *Store) MarkSeen(ctx context.Context, eventID string) (first bool, err error) {
-	res, err := s.db.ExecContext(ctx,
+	res, err := exec(ctx, s.w,
 		`INSERT INTO seen_events (event_id, seen_at) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING`,
 		eventID, s.nowMS())
 	if err != nil {
@@ -21,7 +21,7 @@ func (s *Store) MarkSeen(ctx context.Context, eventID string) (first bool, err e
 // ForgetSeenBefore drops seen-event records older than t; events that old are
 // refused by the transports' age check anyway.
 func (s *Store) ForgetSeenBefore(ctx context.Context, t time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM seen_events WHERE seen_at < ?`, t.UnixMilli())
+	res, err := exec(ctx, s.w, `DELETE FROM seen_events WHERE seen_at < ?`, t.UnixMilli())
 	if err != nil {
 		return 0, err
 	}
@@ -48,7 +48,7 @@ func (s *Store) Audit(ctx context.Context, r AuditRecord) error {
 	if r.At.IsZero() {
 		r.At = s.clock.Now()
 	}
-	_, err := s.db.ExecContext(ctx,
+	_, err := exec(ctx, s.w,
 		`INSERT INTO audit (at, actor, room, event_id, command, args, access, outcome, detail, principal, duration_ms)
 		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.At.UnixMilli(), r.Actor, r.Room, r.EventID, r.Command, r.Args, r.Access, r.Outcome, r.Detail, r.Principal, r.Duration.Milliseconds())
@@ -64,23 +64,16 @@ type AuditFilter struct {
 
 // AuditLog returns the most recent records matching f, newest first.
 func (s *Store) AuditLog(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
-	rows, err := s.db.QueryContext(ctx,
+	return queryAll(ctx, s.r,
 		`SELECT at, actor, room, event_id, command, args, access, outcome, detail, principal, duration_ms FROM audit
 		 WHERE (? = '' OR actor = ?) AND (? = '' OR command = ?) ORDER BY id DESC LIMIT ?`,
-		f.Actor, f.Actor, f.Command, f.Command, f.Limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []AuditRecord
-	for rows.Next() {
-		var r AuditRecord
-		var at, dur int64
-		if err := rows.Scan(&at, &r.Actor, &r.Room, &r.EventID, &r.Command, &r.Args, &r.Access, &r.Outcome, &r.Detail, &r.Principal, &dur); err != nil {
-			return nil, err
-		}
-		r.At, r.Duration = time.UnixMilli(at), time.Duration(dur)*time.Millisecond
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		scanAuditRecord, f.Actor, f.Actor, f.Command, f.Command, f.Limit)
+}
+
+func scanAuditRecord(row scanner) (AuditRecord, error) {
+	var r AuditRecord
+	var at, dur int64
+	err := row.Scan(&at, &r.Actor, &r.Room, &r.EventID, &r.Command, &r.Args, &r.Access, &r.Outcome, &r.Detail, &r.Principal, &dur)
+	r.At, r.Duration = time.UnixMilli(at), time.Duration(dur)*time.Millisecond
+	return r, err
 }

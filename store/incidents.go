@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -120,7 +121,7 @@ func formatTimes(ts []int64) string {
 }
 
 func (t *Tx) incident(ctx context.Context, where string, args ...any) (Incident, bool, error) {
-	in, err := scanIncident(t.tx.QueryRowContext(ctx, `SELECT `+incidentColumns+` FROM incidents WHERE `+where, args...))
+	in, err := scanIncident(queryRow(ctx, t, `SELECT `+incidentColumns+` FROM incidents WHERE `+where, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, false, nil
 	}
@@ -128,20 +129,7 @@ func (t *Tx) incident(ctx context.Context, where string, args ...any) (Incident,
 }
 
 func (t *Tx) incidents(ctx context.Context, where string, args ...any) ([]Incident, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+incidentColumns+` FROM incidents WHERE `+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Incident
-	for rows.Next() {
-		in, err := scanIncident(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, in)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, `SELECT `+incidentColumns+` FROM incidents WHERE `+where, scanIncident, args...)
 }
 
 // LatestIncident returns the newest incident of a key, live or not.
@@ -157,17 +145,35 @@ func (t *Tx) Incident(ctx context.Context, id int64) (Incident, bool, error) {
 // LiveIncidentsWithPrefix returns the held and open incidents whose key
 // starts with prefix.
 func (t *Tx) LiveIncidentsWithPrefix(ctx context.Context, prefix string) ([]Incident, error) {
-	return t.incidents(ctx, `state IN ('held', 'open') AND substr(key, 1, length(?)) = ? ORDER BY id`, prefix, prefix)
+	// A range of keys: the index of live keys answers it, without reading
+	// every incident ever recorded.
+	if end, ok := prefixEnd(prefix); ok {
+		return t.incidents(ctx, `state IN ('held', 'open') AND key >= ? AND key < ? ORDER BY id`, prefix, end)
+	}
+	return t.incidents(ctx, `state IN ('held', 'open') AND key >= ? ORDER BY id`, prefix)
+}
+
+// prefixEnd is the least string above every string that starts with
+// prefix (keys compare bytewise); ok is false when there is none.
+func prefixEnd(prefix string) (end string, ok bool) {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
 }
 
 // IncidentsInState returns incidents in the given states, oldest first.
 func (t *Tx) IncidentsInState(ctx context.Context, states ...string) ([]Incident, error) {
-	q := make([]string, len(states))
-	args := make([]any, len(states))
-	for i, s := range states {
-		q[i], args[i] = "?", s
+	// One query text for any number of states, so one prepared statement.
+	list, err := json.Marshal(states)
+	if err != nil {
+		return nil, err
 	}
-	return t.incidents(ctx, `state IN (`+strings.Join(q, ",")+`) ORDER BY id`, args...)
+	return t.incidents(ctx, `state IN (SELECT value FROM json_each(?)) ORDER BY id`, string(list)) // text: a blob would be taken for JSONB
 }
 
 // DueIncidents returns incidents owed a debounced edit by now.
@@ -193,7 +199,7 @@ func (t *Tx) SaveIncident(ctx context.Context, in *Incident) error {
 		in.ThreadSent, unixMS(in.ThreadWindow), in.ThreadSkipped, strings.Join(in.Occurrences, "\n"), nullMS(in.SettleAt),
 		in.SettleReason, nullMS(in.HoldUntil), in.Releases}
 	if in.ID == 0 {
-		res, err := t.tx.ExecContext(ctx, `INSERT INTO incidents (key, rule, severity, state, title, reason, labels, events, changes,
+		res, err := exec(ctx, t, `INSERT INTO incidents (key, rule, severity, state, title, reason, labels, events, changes,
 			flapping, hold_reason, opened_at, updated_at, resolved_at, resolution, acked_by, silenced_by, edit_due_at, last_edit_at,
 			reminded_at, reminders, thread_sent, thread_window, thread_skipped, occurrences, settle_at, settle_reason, hold_until,
 			releases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
@@ -203,7 +209,7 @@ func (t *Tx) SaveIncident(ctx context.Context, in *Incident) error {
 		in.ID, err = res.LastInsertId()
 		return err
 	}
-	_, err := t.tx.ExecContext(ctx, `UPDATE incidents SET key = ?, rule = ?, severity = ?, state = ?, title = ?, reason = ?, labels = ?,
+	_, err := exec(ctx, t, `UPDATE incidents SET key = ?, rule = ?, severity = ?, state = ?, title = ?, reason = ?, labels = ?,
 		events = ?, changes = ?, flapping = ?, hold_reason = ?, opened_at = ?, updated_at = ?, resolved_at = ?, resolution = ?,
 		acked_by = ?, silenced_by = ?, edit_due_at = ?, last_edit_at = ?, reminded_at = ?, reminders = ?, thread_sent = ?,
 		thread_window = ?, thread_skipped = ?, occurrences = ?, settle_at = ?, settle_reason = ?, hold_until = ?, releases = ?
@@ -225,7 +231,7 @@ type IncidentMessage struct {
 
 // AddIncidentMessage records where an incident is shown.
 func (t *Tx) AddIncidentMessage(ctx context.Context, m IncidentMessage) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO incident_messages (incident_id, transport, room, outbox_id, summary_id, created_at, last_hash)
+	_, err := exec(ctx, t, `INSERT INTO incident_messages (incident_id, transport, room, outbox_id, summary_id, created_at, last_hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, m.IncidentID, m.Transport, m.Room, nullID(m.OutboxID), nullID(m.SummaryID), unixMS(m.CreatedAt), m.LastHash)
 	return err
 }
@@ -233,30 +239,23 @@ func (t *Tx) AddIncidentMessage(ctx context.Context, m IncidentMessage) error {
 // SetIncidentMessageHash records the hash of what was last queued for an
 // incident's message in a room.
 func (t *Tx) SetIncidentMessageHash(ctx context.Context, m IncidentMessage) error {
-	_, err := t.tx.ExecContext(ctx, `UPDATE incident_messages SET last_hash = ? WHERE incident_id = ? AND transport = ? AND room = ?`,
+	_, err := exec(ctx, t, `UPDATE incident_messages SET last_hash = ? WHERE incident_id = ? AND transport = ? AND room = ?`,
 		m.LastHash, m.IncidentID, m.Transport, m.Room)
 	return err
 }
 
 // IncidentMessages lists where an incident is shown.
 func (t *Tx) IncidentMessages(ctx context.Context, incidentID int64) ([]IncidentMessage, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT incident_id, transport, room, COALESCE(outbox_id, 0), COALESCE(summary_id, 0), created_at, last_hash
-		FROM incident_messages WHERE incident_id = ? ORDER BY transport, room`, incidentID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []IncidentMessage
-	for rows.Next() {
-		var m IncidentMessage
-		var created int64
-		if err := rows.Scan(&m.IncidentID, &m.Transport, &m.Room, &m.OutboxID, &m.SummaryID, &created, &m.LastHash); err != nil {
-			return nil, err
-		}
-		m.CreatedAt = ms(created)
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, `SELECT incident_id, transport, room, COALESCE(outbox_id, 0), COALESCE(summary_id, 0), created_at, last_hash
+		FROM incident_messages WHERE incident_id = ? ORDER BY transport, room`, scanIncidentMessage, incidentID)
+}
+
+func scanIncidentMessage(row scanner) (IncidentMessage, error) {
+	var m IncidentMessage
+	var created int64
+	err := row.Scan(&m.IncidentID, &m.Transport, &m.Room, &m.OutboxID, &m.SummaryID, &created, &m.LastHash)
+	m.CreatedAt = ms(created)
+	return m, err
 }
 
 // IncidentByRemoteID finds the incident whose own message was delivered
@@ -269,21 +268,14 @@ func (t *Tx) IncidentByRemoteID(ctx context.Context, transport, remoteID string)
 // RoomMessageTimes returns when the incident messages of their own posted
 // to a room since t were posted (storm bounding).
 func (t *Tx) RoomMessageTimes(ctx context.Context, transport, room string, since time.Time) ([]time.Time, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT created_at FROM incident_messages WHERE transport = ? AND room = ? AND outbox_id IS NOT NULL
-		AND created_at >= ?`, transport, room, since.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []time.Time
-	for rows.Next() {
-		var at int64
-		if err := rows.Scan(&at); err != nil {
-			return nil, err
-		}
-		out = append(out, ms(at))
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, `SELECT created_at FROM incident_messages WHERE transport = ? AND room = ? AND outbox_id IS NOT NULL
+		AND created_at >= ?`, scanTime, transport, room, since.UnixMilli())
+}
+
+func scanTime(row scanner) (time.Time, error) {
+	var at int64
+	err := row.Scan(&at)
+	return ms(at), err
 }
 
 // Summary is a storm summary message of one room.
@@ -311,7 +303,7 @@ func scanSummary(row scanner) (Summary, error) {
 // CurrentSummary returns the room's newest summary that an incident joined
 // (or that opened) since t: the summary of the storm under way, if any.
 func (t *Tx) CurrentSummary(ctx context.Context, transport, room string, since time.Time) (Summary, bool, error) {
-	s, err := scanSummary(t.tx.QueryRowContext(ctx, `SELECT `+summaryColumns+` FROM summaries s WHERE transport = ? AND room = ?
+	s, err := scanSummary(queryRow(ctx, t, `SELECT `+summaryColumns+` FROM summaries s WHERE transport = ? AND room = ?
 		AND MAX(opened_at, COALESCE((SELECT MAX(created_at) FROM incident_messages m WHERE m.summary_id = s.id), 0)) >= ?
 		ORDER BY id DESC LIMIT 1`, transport, room, since.UnixMilli()))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -323,7 +315,7 @@ func (t *Tx) CurrentSummary(ctx context.Context, transport, room string, since t
 // SaveSummary inserts (ID 0) or updates a summary.
 func (t *Tx) SaveSummary(ctx context.Context, s *Summary) error {
 	if s.ID == 0 {
-		res, err := t.tx.ExecContext(ctx, `INSERT INTO summaries (transport, room, outbox_id, opened_at, edit_due_at, last_edit_at, last_hash)
+		res, err := exec(ctx, t, `INSERT INTO summaries (transport, room, outbox_id, opened_at, edit_due_at, last_edit_at, last_hash)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, s.Transport, s.Room, s.OutboxID, unixMS(s.OpenedAt), nullMS(s.EditDueAt), unixMS(s.LastEditAt), s.LastHash)
 		if err != nil {
 			return err
@@ -331,32 +323,20 @@ func (t *Tx) SaveSummary(ctx context.Context, s *Summary) error {
 		s.ID, err = res.LastInsertId()
 		return err
 	}
-	_, err := t.tx.ExecContext(ctx, `UPDATE summaries SET edit_due_at = ?, last_edit_at = ?, last_hash = ? WHERE id = ?`,
+	_, err := exec(ctx, t, `UPDATE summaries SET edit_due_at = ?, last_edit_at = ?, last_hash = ? WHERE id = ?`,
 		nullMS(s.EditDueAt), unixMS(s.LastEditAt), s.LastHash, s.ID)
 	return err
 }
 
 // Summary returns a summary by ID.
 func (t *Tx) Summary(ctx context.Context, id int64) (Summary, error) {
-	return scanSummary(t.tx.QueryRowContext(ctx, `SELECT `+summaryColumns+` FROM summaries WHERE id = ?`, id))
+	return scanSummary(queryRow(ctx, t, `SELECT `+summaryColumns+` FROM summaries WHERE id = ?`, id))
 }
 
 // DueSummaries returns summaries owed a debounced edit by now.
 func (t *Tx) DueSummaries(ctx context.Context, now time.Time) ([]Summary, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+summaryColumns+` FROM summaries WHERE edit_due_at IS NOT NULL AND edit_due_at <= ?`, now.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Summary
-	for rows.Next() {
-		s, err := scanSummary(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, `SELECT `+summaryColumns+` FROM summaries WHERE edit_due_at IS NOT NULL AND edit_due_at <= ?`,
+		scanSummary, now.UnixMilli())
 }
 
 // SummaryIncidents lists the incidents shown in a summary.
@@ -367,7 +347,7 @@ func (t *Tx) SummaryIncidents(ctx context.Context, summaryID int64) ([]Incident,
 // Fact returns a remembered fact.
 func (t *Tx) Fact(ctx context.Context, kind, key string) (string, bool, error) {
 	var v string
-	err := t.tx.QueryRowContext(ctx, `SELECT value FROM facts WHERE kind = ? AND key = ?`, kind, key).Scan(&v)
+	err := queryRow(ctx, t, `SELECT value FROM facts WHERE kind = ? AND key = ?`, kind, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -376,20 +356,20 @@ func (t *Tx) Fact(ctx context.Context, kind, key string) (string, bool, error) {
 
 // SetFact remembers a fact.
 func (t *Tx) SetFact(ctx context.Context, kind, key, value string) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO facts (kind, key, value, updated_at) VALUES (?, ?, ?, ?)
+	_, err := exec(ctx, t, `INSERT INTO facts (kind, key, value, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, kind, key, value, t.now)
 	return err
 }
 
 // DeleteFact forgets a fact.
 func (t *Tx) DeleteFact(ctx context.Context, kind, key string) error {
-	_, err := t.tx.ExecContext(ctx, `DELETE FROM facts WHERE kind = ? AND key = ?`, kind, key)
+	_, err := exec(ctx, t, `DELETE FROM facts WHERE kind = ? AND key = ?`, kind, key)
 	return err
 }
 
 // ForgetFactsBefore drops facts of a kind not updated since t.
 func (t *Tx) ForgetFactsBefore(ctx context.Context, kind string, before time.Time) error {
-	_, err := t.tx.ExecContext(ctx, `DELETE FROM facts WHERE kind = ? AND updated_at < ?`, kind, before.UnixMilli())
+	_, err := exec(ctx, t, `DELETE FROM facts WHERE kind = ? AND updated_at < ?`, kind, before.UnixMilli())
 	return err
 }
 
@@ -407,7 +387,7 @@ type Silence struct {
 
 // AddSilence records a silence.
 func (t *Tx) AddSilence(ctx context.Context, s *Silence) error {
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO silences (matchers, incident_id, reason, created_by, created_at, expires_at)
+	res, err := exec(ctx, t, `INSERT INTO silences (matchers, incident_id, reason, created_by, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, s.Matchers, nullID(s.IncidentID), s.Reason, s.CreatedBy, unixMS(s.CreatedAt), nullMS(s.ExpiresAt))
 	if err != nil {
 		return err
@@ -418,7 +398,7 @@ func (t *Tx) AddSilence(ctx context.Context, s *Silence) error {
 
 // EndSilence ends a silence now; false if there was no active one.
 func (t *Tx) EndSilence(ctx context.Context, id int64) (bool, error) {
-	res, err := t.tx.ExecContext(ctx, `UPDATE silences SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, t.now, id)
+	res, err := exec(ctx, t, `UPDATE silences SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, t.now, id)
 	if err != nil {
 		return false, err
 	}
@@ -428,27 +408,20 @@ func (t *Tx) EndSilence(ctx context.Context, id int64) (bool, error) {
 
 // ActiveSilences returns the silences in force at now.
 func (t *Tx) ActiveSilences(ctx context.Context, now time.Time) ([]Silence, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT id, matchers, COALESCE(incident_id, 0), reason, created_by, created_at, COALESCE(expires_at, 0)
-		FROM silences WHERE ended_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY id`, now.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Silence
-	for rows.Next() {
-		var s Silence
-		var created, expires int64
-		if err := rows.Scan(&s.ID, &s.Matchers, &s.IncidentID, &s.Reason, &s.CreatedBy, &created, &expires); err != nil {
-			return nil, err
-		}
-		s.CreatedAt, s.ExpiresAt = ms(created), ms(expires)
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, `SELECT id, matchers, COALESCE(incident_id, 0), reason, created_by, created_at, COALESCE(expires_at, 0)
+		FROM silences WHERE ended_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY id`, scanSilence, now.UnixMilli())
+}
+
+func scanSilence(row scanner) (Silence, error) {
+	var s Silence
+	var created, expires int64
+	err := row.Scan(&s.ID, &s.Matchers, &s.IncidentID, &s.Reason, &s.CreatedBy, &created, &expires)
+	s.CreatedAt, s.ExpiresAt = ms(created), ms(expires)
+	return s, err
 }
 
 // EndIncidentSilences ends the silences of one incident (it resolved).
 func (t *Tx) EndIncidentSilences(ctx context.Context, incidentID int64) error {
-	_, err := t.tx.ExecContext(ctx, `UPDATE silences SET ended_at = ? WHERE incident_id = ? AND ended_at IS NULL`, t.now, incidentID)
+	_, err := exec(ctx, t, `UPDATE silences SET ended_at = ? WHERE incident_id = ? AND ended_at IS NULL`, t.now, incidentID)
 	return err
 }

@@ -8,7 +8,7 @@ import (
 
 // Value returns a stored setting; ok is false when it was never set.
 func (s *Store) Value(ctx context.Context, key string) (value string, ok bool, err error) {
-	err = s.db.QueryRowContext(ctx, "SELECT value FROM kv WHERE key = ?", key).Scan(&value)
+	err = queryRow(ctx, s.r, "SELECT value FROM kv WHERE key = ?", key).Scan(&value)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -17,7 +17,7 @@ func (s *Store) Value(ctx context.Context, key string) (value string, ok bool, e
 
 // SetValue stores a setting, replacing any earlier value.
 func (s *Store) SetValue(ctx context.Context, key, value string) error {
-	_, err := s.db.ExecContext(ctx,
+	_, err := exec(ctx, s.w,
 		`INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?)
 		 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
 		key, value, s.nowMS())
@@ -26,6 +26,6 @@ func (s *Store) SetValue(ctx context.Context, key, value string) error {
 
 // DeleteValue removes a setting; removing one never set is no error.
 func (s *Store) DeleteValue(ctx context.Context, key string) error {
-	_, err := s.db.ExecContext(ctx, "DELETE FROM kv WHERE key = ?", key)
+	_, err := exec(ctx, s.w, "DELETE FROM kv WHERE key = ?", key)
 	return err
 }

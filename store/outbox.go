@@ -42,9 +42,9 @@ var ErrNotFound = errors.New("not found")
 // Enqueue persists messages (all or none) and returns their IDs in order.
 func (s *Store) Enqueue(ctx context.Context, msgs ...OutMessage) ([]int64, error) {
 	var ids []int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
-		ids, err = enqueue(ctx, tx, s.nowMS(), msgs)
+		ids, err = tx.enqueue(ctx, msgs)
 		return err
 	})
 	return ids, err
@@ -53,17 +53,17 @@ func (s *Store) Enqueue(ctx context.Context, msgs ...OutMessage) ([]int64, error
 // enqueue inserts messages. Transaction IDs are random so they never
 // collide with those of an earlier database, which the homeserver may still
 // remember.
-func enqueue(ctx context.Context, tx *sql.Tx, now int64, msgs []OutMessage) ([]int64, error) {
+func (t *Tx) enqueue(ctx context.Context, msgs []OutMessage) ([]int64, error) {
 	ids := make([]int64, 0, len(msgs))
 	for _, m := range msgs {
 		txn, err := newTxnID()
 		if err != nil {
 			return nil, err
 		}
-		res, err := tx.ExecContext(ctx,
+		res, err := exec(ctx, t,
 			`INSERT INTO outbox (transport, room, txn_id, plain, html, reply_to, edit_of, thread_root, created_at)
 			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.Transport, m.Room, txn, m.Plain, m.HTML, m.ReplyTo, nullID(m.EditOf), nullID(m.ThreadRoot), now)
+			m.Transport, m.Room, txn, m.Plain, m.HTML, m.ReplyTo, nullID(m.EditOf), nullID(m.ThreadRoot), t.now)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue: %w", err)
 		}
@@ -85,30 +85,20 @@ func (s *Store) Pending(ctx context.Context, transport string, limit int) ([]Out
 // transport, oldest first: delivery is in order within a room, so only a
 // room's head may be sent, and one blocked room never hides the others.
 func (s *Store) PendingHeads(ctx context.Context, transport string) ([]OutMessage, error) {
-	return s.outMessages(ctx, selectOutbox+` WHERE id IN (
-		SELECT MIN(id) FROM outbox WHERE transport = ? AND state = 'pending' GROUP BY room) ORDER BY id`, transport)
+	return s.outMessages(ctx, pendingHeads, transport)
 }
 
-func (s *Store) outMessages(ctx context.Context, query string, args ...any) ([]OutMessage, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []OutMessage
-	for rows.Next() {
-		m, err := scanOutMessage(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+// pendingHeads reads the index outbox_pending_heads alone, then the heads.
+const pendingHeads = selectOutbox + ` WHERE id IN (
+	SELECT MIN(id) FROM outbox WHERE transport = ? AND state = 'pending' GROUP BY room) ORDER BY id`
+
+func (s *Store) outMessages(ctx context.Context, q string, args ...any) ([]OutMessage, error) {
+	return queryAll(ctx, s.r, q, scanOutMessage, args...)
 }
 
 // Message returns one outbox message by ID.
 func (s *Store) Message(ctx context.Context, id int64) (OutMessage, error) {
-	m, err := scanOutMessage(s.db.QueryRowContext(ctx, selectOutbox+` WHERE id = ?`, id))
+	m, err := scanOutMessage(queryRow(ctx, s.r, selectOutbox+` WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, fmt.Errorf("outbox message %d: %w", id, ErrNotFound)
 	}
@@ -135,7 +125,7 @@ func (s *Store) MarkFailed(ctx context.Context, id int64, reason string) error {
 // StartAttempt records, before a delivery attempt, that it is starting: if
 // the process dies during it, the next sender knows the outcome is unknown.
 func (s *Store) StartAttempt(ctx context.Context, id int64) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, attempted_at = ? WHERE id = ?`, s.nowMS(), id)
+	_, err := exec(ctx, s.w, `UPDATE outbox SET attempts = attempts + 1, attempted_at = ? WHERE id = ?`, s.nowMS(), id)
 	return err
 }
 
@@ -143,7 +133,7 @@ func (s *Store) StartAttempt(ctx context.Context, id int64) error {
 // refused: the server answered that it did not take the message, so the
 // attempt's outcome is known and needs no reconciliation.
 func (s *Store) RecordFailure(ctx context.Context, id int64, reason string, refused bool) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET last_error = ?, attempted_at = CASE WHEN ? THEN 0 ELSE attempted_at END
+	_, err := exec(ctx, s.w, `UPDATE outbox SET last_error = ?, attempted_at = CASE WHEN ? THEN 0 ELSE attempted_at END
 		WHERE id = ?`, reason, refused, id)
 	return err
 }
@@ -151,7 +141,7 @@ func (s *Store) RecordFailure(ctx context.Context, id int64, reason string, refu
 // MarkSentByTxn marks the pending message with this transaction ID as
 // delivered: the transport saw its echo. It reports whether one was.
 func (s *Store) MarkSentByTxn(ctx context.Context, transport, txnID, remoteID string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET state = 'sent', remote_id = ?, last_error = '', done_at = ?
+	res, err := exec(ctx, s.w, `UPDATE outbox SET state = 'sent', remote_id = ?, last_error = '', done_at = ?
 		WHERE transport = ? AND txn_id = ? AND state = 'pending'`, remoteID, s.nowMS(), transport, txnID)
 	if err != nil {
 		return false, err
@@ -161,7 +151,7 @@ func (s *Store) MarkSentByTxn(ctx context.Context, transport, txnID, remoteID st
 }
 
 func (s *Store) finish(ctx context.Context, id int64, state, remoteID, reason string) error {
-	res, err := s.db.ExecContext(ctx,
+	res, err := exec(ctx, s.w,
 		`UPDATE outbox SET state = ?, remote_id = ?, last_error = ?, done_at = ? WHERE id = ? AND state = 'pending'`,
 		state, remoteID, reason, s.nowMS(), id)
 	if err != nil {
@@ -204,7 +194,7 @@ func newTxnID() (string, error) {
 
 // OutboxCounts counts a transport's messages by state.
 func (s *Store) OutboxCounts(ctx context.Context, transport string) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM outbox WHERE transport = ? GROUP BY state`, transport)
+	rows, err := query(ctx, s.r, `SELECT state, COUNT(*) FROM outbox WHERE transport = ? GROUP BY state`, transport)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +215,7 @@ func (s *Store) OutboxCounts(ctx context.Context, transport string) (map[string]
 // (a reaction's target).
 func (s *Store) OutboxIDByRemote(ctx context.Context, transport, remoteID string) (int64, bool, error) {
 	var id int64
-	err := s.db.QueryRowContext(ctx, `SELECT id FROM outbox WHERE transport = ? AND remote_id = ? AND state = 'sent'`, transport, remoteID).Scan(&id)
+	err := queryRow(ctx, s.r, `SELECT id FROM outbox WHERE transport = ? AND remote_id = ? AND state = 'sent'`, transport, remoteID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}

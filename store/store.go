@@ -30,7 +30,9 @@ const FileName = "vigie.db"
 
 // Store is the SQLite-backed state store.
 type Store struct {
-	db    *sql.DB
+	db    *sql.DB     // the writer: one connection, every write and transaction
+	w     *stmtCache  // its statements
+	r     *stmtCache  // statements of a read-only pool, for reads outside transactions
 	clock clock.Clock // the process's clock: every timestamp the store writes comes from it
 }
 
@@ -52,7 +54,7 @@ func Open(ctx context.Context, dataDir string, clk clock.Clock) (*Store, error) 
 	// One connection: SQLite serialises writers anyway, and a single
 	// connection rules out lock waits between our own goroutines.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, clock: clock.OrSystem(clk)}
+	s := &Store{db: db, w: newStmtCache(db), clock: clock.OrSystem(clk)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -61,11 +63,29 @@ func Open(ctx context.Context, dataDir string, clk clock.Clock) (*Store, error) 
 		db.Close()
 		return nil, err
 	}
+	// Reads outside transactions (the outbox sender's polling, metrics,
+	// commands) run on their own read-only connections, beside the writer
+	// rather than queued behind ingestion: in WAL mode readers never block
+	// the writer nor wait for it. A read sees what was committed when it
+	// started, so everything whose write has returned, by any goroutine.
+	rdb, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+	s.r = newStmtCache(rdb)
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// readers is the number of read-only connections.
+const readers = 2
+
+// Close closes the statements and the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.close(), s.w.close(), s.r.db.Close(), s.db.Close())
+}
 
 // Ping reports whether the database answers; used by /readyz.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -73,7 +93,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 // SchemaVersion is the number of the last applied migration.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
-	err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	err := queryRow(ctx, s.w, "PRAGMA user_version").Scan(&v)
 	return v, err
 }
 
@@ -123,11 +143,12 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): refusing to run an older Vigie on it", current, len(all))
 	}
 	for _, m := range all[current:] {
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		// Scripts run once: not worth a prepared statement.
+		err := s.InTx(ctx, func(tx *Tx) error {
+			if _, err := tx.tx.ExecContext(ctx, m.sql); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version))
+			_, err := tx.tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version))
 			return err
 		})
 		if err != nil {
@@ -135,17 +156,6 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		return errors.Join(err, tx.Rollback())
-	}
-	return tx.Commit()
 }
 
 func (s *Store) nowMS() int64 { return s.clock.Now().UnixMilli() }

@@ -377,3 +377,159 @@ func TestStoreTimeIsTheInjectedClock(t *testing.T) {
 		t.Fatalf("audit record %+v, %v: want the clock's time %v", recs, err, at.Add(time.Hour))
 	}
 }
+
+// Reads outside transactions do not wait for the writer: they see what was
+// committed, at once, while a write transaction is under way, and none of
+// what it has not committed yet.
+func TestReadsRunBesideTheWriter(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	ids, err := s.Enqueue(ctx, OutMessage{Transport: "matrix", Room: "!a", Plain: "committed", HTML: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTx, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.InTx(ctx, func(tx *Tx) error {
+			if _, err := tx.Enqueue(ctx, OutMessage{Transport: "matrix", Room: "!b", Plain: "uncommitted", HTML: "u"}); err != nil {
+				return err
+			}
+			close(inTx)
+			<-release
+			return nil
+		})
+	}()
+	<-inTx
+	readCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	heads, err := s.PendingHeads(readCtx, "matrix")
+	cancel()
+	if err != nil || len(heads) != 1 || heads[0].ID != ids[0] {
+		t.Errorf("heads during a write transaction: %+v, %v; want message %d alone", heads, err, ids[0])
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Committed: the next read sees it.
+	if heads, err := s.PendingHeads(ctx, "matrix"); err != nil || len(heads) != 2 {
+		t.Fatalf("heads after commit: %+v, %v", heads, err)
+	}
+	// A write the writer has returned from is seen by the next read.
+	if err := s.MarkSent(ctx, ids[0], "$x"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Message(ctx, ids[0]); err != nil || m.State != StateSent {
+		t.Fatalf("after MarkSent: %+v, %v", m, err)
+	}
+	// The readers cannot write.
+	if _, err := exec(ctx, s.r, `DELETE FROM outbox`); err == nil {
+		t.Fatal("a reader connection wrote")
+	}
+}
+
+// The sender looks for room heads after every commit that queued messages:
+// that must not read the table nor sort.
+func TestPendingHeadsUsesItsIndex(t *testing.T) {
+	s, _ := openTest(t)
+	rows, err := s.db.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+pendingHeads, "matrix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "COVERING INDEX outbox_pending_heads") || strings.Contains(text, "TEMP B-TREE") || strings.Contains(text, "SCAN") {
+		t.Fatalf("plan of PendingHeads:\n%s", text)
+	}
+}
+
+// Statements are prepared once: a transaction meeting a query for the first
+// time leaves it prepared for the next ones, and IncidentsInState, whatever
+// its states, is one statement.
+func TestStatementsArePreparedOnce(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	for range 3 {
+		err := s.InTx(ctx, func(tx *Tx) error {
+			for _, states := range [][]string{{IncidentOpen}, {IncidentOpen, IncidentHeld}, {IncidentHeld, IncidentOpen, IncidentResolved, IncidentNotice}} {
+				if _, err := tx.IncidentsInState(ctx, states...); err != nil {
+					return err
+				}
+			}
+			return tx.SetFact(ctx, "k", "a", "v")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.w.mu.Lock()
+	n := len(s.w.m)
+	s.w.mu.Unlock()
+	if n != 3 { // PRAGMA user_version, IncidentsInState, SetFact
+		t.Fatalf("%d statements cached, want 3", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pending(ctx, "matrix", 1); err == nil {
+		t.Fatal("a closed store answered")
+	}
+}
+
+// LiveIncidentsWithPrefix finds the live incidents under a prefix, by a
+// range of the index of live keys.
+func TestLiveIncidentsWithPrefix(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	keys := []string{"alloc/ns/job", "alloc/ns/job/a", "alloc/ns/job/b", "alloc/ns/jobs/a", "alloc/ns/joc", "alloc/ns/job/\xff", "\xff\xff", "\xff\xffa", "check/x"}
+	err := s.InTx(ctx, func(tx *Tx) error {
+		for _, k := range keys {
+			if err := tx.SaveIncident(ctx, &Incident{Key: k, Rule: "r", State: IncidentOpen, Labels: "{}"}); err != nil {
+				return err
+			}
+		}
+		// resolved: not live
+		return tx.SaveIncident(ctx, &Incident{Key: "alloc/ns/job/c", Rule: "r", State: IncidentResolved, Labels: "{}"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for prefix, want := range map[string][]string{
+		"alloc/ns/job/": {"alloc/ns/job/a", "alloc/ns/job/b", "alloc/ns/job/\xff"},
+		"alloc/ns/job":  {"alloc/ns/job", "alloc/ns/job/a", "alloc/ns/job/b", "alloc/ns/jobs/a", "alloc/ns/job/\xff"},
+		"\xff\xff":      {"\xff\xff", "\xff\xffa"},
+		"":              keys,
+		"nothing/":      nil,
+	} {
+		var got []string
+		err := s.InTx(ctx, func(tx *Tx) error {
+			live, err := tx.LiveIncidentsWithPrefix(ctx, prefix)
+			for _, in := range live {
+				got = append(got, in.Key)
+			}
+			return err
+		})
+		if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("prefix %q: %q, %v; want %q", prefix, got, err, want)
+		}
+	}
+	plan, err := queryAll(ctx, s.w, `EXPLAIN QUERY PLAN SELECT id FROM incidents WHERE state IN ('held', 'open') AND key >= ? AND key < ? ORDER BY id`,
+		func(r scanner) (string, error) {
+			var a, b, c int
+			var d string
+			err := r.Scan(&a, &b, &c, &d)
+			return d, err
+		}, "a", "b")
+	if err != nil || !strings.Contains(strings.Join(plan, "\n"), "USING INDEX incidents_live_key (key>? AND key<?)") {
+		t.Fatalf("plan %q, %v", plan, err)
+	}
+}
