@@ -130,7 +130,13 @@ func (e *Engine) write(ctx context.Context, fn func(*pass) error) error {
 	var p *pass
 	err := e.st.InTx(ctx, func(tx *store.Tx) error {
 		p = &pass{e: e, tx: tx, now: tx.Now()}
-		return fn(p)
+		if err := fn(p); err != nil {
+			return err
+		}
+		if p.flushErr != nil {
+			return p.flushErr
+		}
+		return p.flush(ctx)
 	})
 	if err != nil || p == nil {
 		return err
@@ -158,6 +164,10 @@ type pass struct {
 	facts       map[factID]memoFact
 	latest      map[string]*store.Incident
 	forgetFacts bool
+	// incident changes save kept back for flush, in the order first saved
+	unsaved      map[int64]*unsavedIncident
+	unsavedOrder []int64
+	flushErr     error
 }
 
 // enqueue queues a message in the pass's transaction.
@@ -233,10 +243,7 @@ func (p *pass) learn(ctx context.Context, ev *watchers.Event) error {
 		}
 		return p.release(ctx, holdDrain+n.Name)
 	case ev.Alloc != nil:
-		if _, known, err := p.fact(ctx, factAlloc, ev.Alloc.ID); err != nil || known {
-			return err
-		}
-		return p.setFact(ctx, factAlloc, ev.Alloc.ID, ev.Namespace+"/"+ev.Alloc.Job)
+		return p.addFact(ctx, factAlloc, ev.Alloc.ID, ev.Namespace+"/"+ev.Alloc.Job)
 	case ev.Stolon != nil && ev.Stolon.Failover:
 		// Set, or refreshed: facts unseen for long are forgotten.
 		return p.setFact(ctx, factFailover, ev.Stolon.Cluster, "1")
@@ -308,7 +315,7 @@ func (p *pass) holdReason(ctx context.Context, sig Signal, ev *watchers.Event) (
 
 // release posts the incidents held for reason: they outlived it.
 func (p *pass) release(ctx context.Context, reason string) error {
-	held, err := p.tx.IncidentsInState(ctx, store.IncidentHeld)
+	held, err := p.synced(ctx).IncidentsInState(ctx, store.IncidentHeld)
 	if err != nil {
 		return err
 	}
@@ -359,7 +366,7 @@ func (p *pass) apply(ctx context.Context, sig Signal, ev *watchers.Event) error 
 	}
 	p.seen[sig.Key] = true
 	if prefix, ok := strings.CutSuffix(sig.Key, "/*"); ok && sig.Status == Resolved {
-		live, err := p.tx.LiveIncidentsWithPrefix(ctx, prefix+"/")
+		live, err := p.synced(ctx).LiveIncidentsWithPrefix(ctx, prefix+"/")
 		if err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ func (p *pass) prune(ctx context.Context) error {
 
 // settled resolves the incidents whose key stayed quiet for the settle time.
 func (p *pass) settled(ctx context.Context) error {
-	due, err := p.tx.SettledIncidents(ctx, p.now)
+	due, err := p.synced(ctx).SettledIncidents(ctx, p.now)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (p *pass) settled(ctx context.Context) error {
 // overdueHolds posts the incidents held for longer than MaxHold: the end of
 // what held them was missed, or it is taking too long to be waited on.
 func (p *pass) overdueHolds(ctx context.Context) error {
-	due, err := p.tx.OverdueHolds(ctx, p.now)
+	due, err := p.synced(ctx).OverdueHolds(ctx, p.now)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func (p *pass) overdueHolds(ctx context.Context) error {
 }
 
 func (p *pass) flushEdits(ctx context.Context) error {
-	due, err := p.tx.DueIncidents(ctx, p.now)
+	due, err := p.synced(ctx).DueIncidents(ctx, p.now)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (p *pass) flushSummaries(ctx context.Context) error {
 	}
 	for i := range due {
 		sum := &due[i]
-		ins, err := p.tx.SummaryIncidents(ctx, sum.ID)
+		ins, err := p.synced(ctx).SummaryIncidents(ctx, sum.ID)
 		if err != nil {
 			return err
 		}
@@ -148,7 +148,7 @@ func (p *pass) flushSummaries(ctx context.Context) error {
 // timers handles reminders, flapping that calmed down and silences that
 // ended, over the open incidents.
 func (p *pass) timers(ctx context.Context) error {
-	open, err := p.tx.IncidentsInState(ctx, store.IncidentOpen)
+	open, err := p.synced(ctx).IncidentsInState(ctx, store.IncidentOpen)
 	if err != nil {
 		return err
 	}
@@ -247,7 +247,7 @@ func (e *Engine) change(ctx context.Context, id int64, fn func(*pass, *store.Inc
 	err := e.write(ctx, func(p *pass) error {
 		var ok bool
 		var err error
-		if in, ok, err = p.tx.Incident(ctx, id); err != nil {
+		if in, ok, err = p.synced(ctx).Incident(ctx, id); err != nil {
 			return err
 		} else if !ok {
 			return fmt.Errorf("incident #%d: %w", id, ErrNotFound)
@@ -293,7 +293,7 @@ func (e *Engine) AddSilence(ctx context.Context, matchers []Matcher, d time.Dura
 		if err := p.tx.AddSilence(ctx, &s); err != nil {
 			return err
 		}
-		open, err := p.tx.IncidentsInState(ctx, store.IncidentOpen, store.IncidentHeld)
+		open, err := p.synced(ctx).IncidentsInState(ctx, store.IncidentOpen, store.IncidentHeld)
 		if err != nil {
 			return err
 		}

@@ -106,6 +106,21 @@ func (p *pass) setFact(ctx context.Context, kind, key, value string) error {
 	return nil
 }
 
+// addFact remembers a fact unless one is remembered for its key, without
+// reading it first: for facts whose value never changes (the job of an
+// allocation), so the memo may take the value as the remembered one.
+func (p *pass) addFact(ctx context.Context, kind, key, value string) error {
+	id := factID{kind, key}
+	if f, ok := p.cachedFact(id); ok && f.found {
+		return nil
+	}
+	if err := p.tx.AddFact(ctx, kind, key, value); err != nil {
+		return err
+	}
+	p.noteFact(id, memoFact{value: value, found: true})
+	return nil
+}
+
 // deleteFact forgets a fact.
 func (p *pass) deleteFact(ctx context.Context, kind, key string) error {
 	if err := p.tx.DeleteFact(ctx, kind, key); err != nil {
@@ -160,17 +175,69 @@ func (p *pass) latestIncident(ctx context.Context, key string) (store.Incident, 
 }
 
 // save writes an incident, and keeps it as its key's latest when it is.
+// A new incident is inserted at once (its ID is needed); a change of an
+// existing one is written once, by flush, however often the pass saves it.
 func (p *pass) save(ctx context.Context, in *store.Incident) error {
 	inserted := in.ID == 0
-	if err := p.tx.SaveIncident(ctx, in); err != nil {
-		return err
+	if inserted {
+		// After the changes kept back: one may end the live incident of
+		// the key (one live incident per key).
+		if err := p.flush(ctx); err != nil {
+			return err
+		}
+		if err := p.tx.SaveIncident(ctx, in); err != nil {
+			return err
+		}
 	}
 	cur, known := p.cachedLatest(in.Key)
+	if !inserted {
+		if p.unsaved == nil {
+			p.unsaved = map[int64]*unsavedIncident{}
+		}
+		u, ok := p.unsaved[in.ID]
+		if !ok {
+			u = &unsavedIncident{}
+			if known && cur != nil && cur.ID == in.ID {
+				u.stored = cur // what its row holds: the memo follows every write
+			}
+			p.unsaved[in.ID] = u
+			p.unsavedOrder = append(p.unsavedOrder, in.ID)
+		}
+		c := cloneIncident(in)
+		u.now = &c
+	}
 	if inserted || known && (cur == nil || cur.ID <= in.ID) {
 		c := cloneIncident(in)
 		p.noteLatest(in.Key, &c)
 	}
 	return nil
+}
+
+// unsavedIncident is a change save kept back: the incident now, and its
+// row as stored when known (only what changed is written).
+type unsavedIncident struct{ now, stored *store.Incident }
+
+// flush writes the changes save kept back.
+func (p *pass) flush(ctx context.Context) error {
+	for _, id := range p.unsavedOrder {
+		u := p.unsaved[id]
+		if err := p.tx.SaveIncidentOver(ctx, u.now, u.stored); err != nil {
+			return err
+		}
+	}
+	p.unsaved, p.unsavedOrder = nil, nil
+	return nil
+}
+
+// synced is the pass's transaction once the changes save kept back are
+// written, for a query of the incidents table. A failed write is kept for
+// Engine.write, which then rolls the pass back: what the query read meanwhile
+// is lost with it.
+func (p *pass) synced(ctx context.Context) *store.Tx {
+	if err := p.flush(ctx); err != nil && p.flushErr == nil {
+		p.flushErr = err
+	}
+	return p.tx
 }
 
 // cloneIncident copies an incident and the slices it holds, which the

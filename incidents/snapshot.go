@@ -68,7 +68,7 @@ func (p *pass) snapshot(ctx context.Context, events []watchers.Event) error {
 		{checkKeyPrefix, "check no longer registered in Consul"},
 		{maintenanceKeyPrefix + "/", "maintenance ended"},
 	} {
-		live, err := p.tx.LiveIncidentsWithPrefix(ctx, gone.prefix)
+		live, err := p.synced(ctx).LiveIncidentsWithPrefix(ctx, gone.prefix)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -191,29 +192,59 @@ func (t *Tx) OverdueHolds(ctx context.Context, now time.Time) ([]Incident, error
 	return t.incidents(ctx, `state = 'held' AND hold_until IS NOT NULL AND hold_until <= ? ORDER BY id`, now.UnixMilli())
 }
 
-// SaveIncident inserts (ID 0, the ID is set) or updates an incident.
-func (t *Tx) SaveIncident(ctx context.Context, in *Incident) error {
-	args := []any{in.Key, in.Rule, in.Severity, in.State, in.Title, in.Reason, in.Labels, in.Events, formatTimes(in.Changes),
+// incidentValues are an incident's columns as stored, after key, in the
+// order of the statements below; the first incidentUnindexed of them are
+// in no index, so that an update of only those leaves the indexes alone.
+func incidentValues(in *Incident) []any {
+	return []any{in.Rule, in.Severity, in.Title, in.Reason, in.Labels, in.Events, formatTimes(in.Changes),
 		in.Flapping, in.HoldReason, unixMS(in.OpenedAt), unixMS(in.UpdatedAt), nullMS(in.ResolvedAt), in.Resolution,
-		in.AckedBy, in.SilencedBy, nullMS(in.EditDueAt), unixMS(in.LastEditAt), unixMS(in.RemindedAt), in.Reminders,
-		in.ThreadSent, unixMS(in.ThreadWindow), in.ThreadSkipped, strings.Join(in.Occurrences, "\n"), nullMS(in.SettleAt),
-		in.SettleReason, nullMS(in.HoldUntil), in.Releases}
+		in.AckedBy, in.SilencedBy, unixMS(in.LastEditAt), unixMS(in.RemindedAt), in.Reminders,
+		in.ThreadSent, unixMS(in.ThreadWindow), in.ThreadSkipped, strings.Join(in.Occurrences, "\n"), in.SettleReason, in.Releases,
+		in.State, nullMS(in.EditDueAt), nullMS(in.SettleAt), nullMS(in.HoldUntil)}
+}
+
+const incidentUnindexed = 24
+
+// SaveIncident inserts a new incident (setting its ID) or updates one.
+func (t *Tx) SaveIncident(ctx context.Context, in *Incident) error {
+	return t.SaveIncidentOver(ctx, in, nil)
+}
+
+// SaveIncidentOver saves an incident whose row holds stored (nil: not
+// known): nothing is written when nothing changed, and the indexes are
+// left alone when no indexed column changed.
+func (t *Tx) SaveIncidentOver(ctx context.Context, in, stored *Incident) error {
+	args := incidentValues(in)
 	if in.ID == 0 {
-		res, err := exec(ctx, t, `INSERT INTO incidents (key, rule, severity, state, title, reason, labels, events, changes,
-			flapping, hold_reason, opened_at, updated_at, resolved_at, resolution, acked_by, silenced_by, edit_due_at, last_edit_at,
-			reminded_at, reminders, thread_sent, thread_window, thread_skipped, occurrences, settle_at, settle_reason, hold_until,
-			releases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		res, err := exec(ctx, t, `INSERT INTO incidents (rule, severity, title, reason, labels, events, changes,
+			flapping, hold_reason, opened_at, updated_at, resolved_at, resolution, acked_by, silenced_by, last_edit_at,
+			reminded_at, reminders, thread_sent, thread_window, thread_skipped, occurrences, settle_reason, releases,
+			state, edit_due_at, settle_at, hold_until, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			append(args, in.Key)...)
 		if err != nil {
 			return err
 		}
 		in.ID, err = res.LastInsertId()
 		return err
 	}
-	_, err := exec(ctx, t, `UPDATE incidents SET key = ?, rule = ?, severity = ?, state = ?, title = ?, reason = ?, labels = ?,
-		events = ?, changes = ?, flapping = ?, hold_reason = ?, opened_at = ?, updated_at = ?, resolved_at = ?, resolution = ?,
-		acked_by = ?, silenced_by = ?, edit_due_at = ?, last_edit_at = ?, reminded_at = ?, reminders = ?, thread_sent = ?,
-		thread_window = ?, thread_skipped = ?, occurrences = ?, settle_at = ?, settle_reason = ?, hold_until = ?, releases = ?
-		WHERE id = ?`, append(args, in.ID)...)
+	if stored != nil && stored.ID == in.ID && stored.Key == in.Key {
+		before := incidentValues(stored)
+		switch {
+		case slices.Equal(args, before):
+			return nil
+		case slices.Equal(args[incidentUnindexed:], before[incidentUnindexed:]):
+			_, err := exec(ctx, t, `UPDATE incidents SET rule = ?, severity = ?, title = ?, reason = ?, labels = ?, events = ?,
+				changes = ?, flapping = ?, hold_reason = ?, opened_at = ?, updated_at = ?, resolved_at = ?, resolution = ?, acked_by = ?,
+				silenced_by = ?, last_edit_at = ?, reminded_at = ?, reminders = ?, thread_sent = ?, thread_window = ?,
+				thread_skipped = ?, occurrences = ?, settle_reason = ?, releases = ? WHERE id = ?`, append(args[:incidentUnindexed], in.ID)...)
+			return err
+		}
+	}
+	_, err := exec(ctx, t, `UPDATE incidents SET rule = ?, severity = ?, title = ?, reason = ?, labels = ?, events = ?,
+		changes = ?, flapping = ?, hold_reason = ?, opened_at = ?, updated_at = ?, resolved_at = ?, resolution = ?, acked_by = ?,
+		silenced_by = ?, last_edit_at = ?, reminded_at = ?, reminders = ?, thread_sent = ?, thread_window = ?,
+		thread_skipped = ?, occurrences = ?, settle_reason = ?, releases = ?, state = ?, edit_due_at = ?, settle_at = ?,
+		hold_until = ?, key = ? WHERE id = ?`, append(args, in.Key, in.ID)...)
 	return err
 }
 
@@ -358,6 +389,13 @@ func (t *Tx) Fact(ctx context.Context, kind, key string) (string, bool, error) {
 func (t *Tx) SetFact(ctx context.Context, kind, key, value string) error {
 	_, err := exec(ctx, t, `INSERT INTO facts (kind, key, value, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, kind, key, value, t.now)
+	return err
+}
+
+// AddFact remembers a fact unless one is already remembered for its key.
+func (t *Tx) AddFact(ctx context.Context, kind, key, value string) error {
+	_, err := exec(ctx, t, `INSERT INTO facts (kind, key, value, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (kind, key) DO NOTHING`, kind, key, value, t.now)
 	return err
 }
 
