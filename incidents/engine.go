@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -342,10 +344,22 @@ func (p *pass) unhold(ctx context.Context, in *store.Incident, why string) error
 // know again the recent states of all the allocations of a group.
 const maxOccurrences = 32
 
+// occurrenceID is what an incident remembers of an occurrence: a 64-bit
+// hash (11 characters) instead of its name, which an allocation's ID
+// makes some 60 bytes long, since the incident's row is written at every
+// event.
+func occurrenceID(occurrence string) string {
+	h := fnv.New64a()
+	h.Write([]byte(occurrence))
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
 // repeats reports whether the incident already counted the signal's
-// occurrence: the same failure told again by another event.
+// occurrence: the same failure told again by another event. (Incidents
+// stored before occurrences were hashed remember names.)
 func repeats(in *store.Incident, sig Signal) bool {
-	return sig.Occurrence != "" && slices.Contains(in.Occurrences, sig.Occurrence)
+	return sig.Occurrence != "" && (slices.Contains(in.Occurrences, occurrenceID(sig.Occurrence)) ||
+		slices.Contains(in.Occurrences, sig.Occurrence))
 }
 
 // counted records a new occurrence on the incident.
@@ -353,7 +367,7 @@ func counted(in *store.Incident, sig Signal) {
 	if sig.Occurrence == "" {
 		return
 	}
-	in.Occurrences = append(in.Occurrences, sig.Occurrence)
+	in.Occurrences = append(in.Occurrences, occurrenceID(sig.Occurrence))
 	if n := len(in.Occurrences); n > maxOccurrences {
 		in.Occurrences = slices.Clone(in.Occurrences[n-maxOccurrences:])
 	}
