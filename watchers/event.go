@@ -42,6 +42,9 @@ type Event struct {
 	Index     uint64 // the source's index of this event
 	Namespace string
 	Time      time.Time // when the source says it happened; zero if unknown
+	// Unchanged, in a snapshot: the same as in the last snapshot its
+	// watcher delivered (so the pipeline has applied it already).
+	Unchanged bool
 
 	Alloc      *Alloc
 	Deployment *Deployment
