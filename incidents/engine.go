@@ -106,12 +106,22 @@ func New(cfg Config, st Store) *Engine {
 // the batch's cursor, in one transaction.
 func (e *Engine) Consume(ctx context.Context, b watchers.Batch) error {
 	return e.write(ctx, func(p *pass) error {
+		if b.Snapshot {
+			p.snapshotKeys = map[checkIdentity][]string{}
+		}
 		for i := range b.Events {
-			if err := p.event(ctx, &b.Events[i]); err != nil {
+			ev := &b.Events[i]
+			if b.Snapshot && p.skipUnchanged(b.Cursor.Name, ev) {
+				continue
+			}
+			err := p.event(ctx, ev)
+			p.eventKeys = nil
+			if err != nil {
 				return err
 			}
 		}
 		if b.Snapshot {
+			p.snapshotSource = b.Cursor.Name
 			if err := p.snapshot(ctx, b.Events); err != nil {
 				return err
 			}
@@ -170,6 +180,11 @@ type pass struct {
 	unsaved      map[int64]*unsavedIncident
 	unsavedOrder []int64
 	flushErr     error
+	// snapshot passes: the keys each check of the snapshot gave (for the
+	// memo, under snapshotSource), and the check being evaluated
+	snapshotKeys   map[checkIdentity][]string
+	snapshotSource string
+	eventKeys      *checkIdentity
 }
 
 // enqueue queues a message in the pass's transaction.
@@ -379,6 +394,7 @@ func (p *pass) apply(ctx context.Context, sig Signal, ev *watchers.Event) error 
 		p.seen = map[string]bool{}
 	}
 	p.seen[sig.Key] = true
+	p.keyGiven(sig.Key)
 	if prefix, ok := strings.CutSuffix(sig.Key, "/*"); ok && sig.Status == Resolved {
 		live, err := p.synced(ctx).LiveIncidentsWithPrefix(ctx, prefix+"/")
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 type memo struct {
 	facts  map[factID]memoFact
 	latest map[string]*store.Incident // nil: the key has no incident
+	// by snapshot source, the keys each check of its last snapshot gave
+	snapshots map[string]map[checkIdentity][]string
 }
 
 type factID struct{ kind, key string }
@@ -39,7 +41,7 @@ const memoLimit = 100_000
 const factRefresh = time.Hour
 
 func newMemo() *memo {
-	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}}
+	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}, snapshots: map[string]map[checkIdentity][]string{}}
 }
 
 // take keeps what a committed pass read and wrote.
@@ -59,6 +61,9 @@ func (m *memo) take(p *pass) {
 	}
 	for key, in := range p.latest {
 		m.latest[key] = in
+	}
+	if p.snapshotSource != "" {
+		m.snapshots[p.snapshotSource] = p.snapshotKeys
 	}
 }
 
