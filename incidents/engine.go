@@ -185,6 +185,10 @@ type pass struct {
 	snapshotKeys   map[checkIdentity][]string
 	snapshotSource string
 	eventKeys      *checkIdentity
+	// prefixes found without live incidents, and the prefixes of the keys
+	// of incidents saved live (which undo such findings), for the memo
+	noLive  map[string]bool
+	livened map[string]bool
 }
 
 // enqueue queues a message in the pass's transaction.
@@ -396,7 +400,7 @@ func (p *pass) apply(ctx context.Context, sig Signal, ev *watchers.Event) error 
 	p.seen[sig.Key] = true
 	p.keyGiven(sig.Key)
 	if prefix, ok := strings.CutSuffix(sig.Key, "/*"); ok && sig.Status == Resolved {
-		live, err := p.synced(ctx).LiveIncidentsWithPrefix(ctx, prefix+"/")
+		live, err := p.liveIncidentsWithPrefix(ctx, prefix+"/")
 		if err != nil {
 			return err
 		}

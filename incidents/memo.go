@@ -20,6 +20,10 @@ type memo struct {
 	latest map[string]*store.Incident // nil: the key has no incident
 	// by snapshot source, the keys each check of its last snapshot gave
 	snapshots map[string]map[checkIdentity][]string
+	// key prefixes known to have no live incident (a job's allocation
+	// incidents, resolved at once when it stops: its every stop event
+	// would look again)
+	noLive map[string]bool
 }
 
 type factID struct{ kind, key string }
@@ -41,7 +45,7 @@ const memoLimit = 100_000
 const factRefresh = time.Hour
 
 func newMemo() *memo {
-	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}, snapshots: map[string]map[checkIdentity][]string{}}
+	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}, snapshots: map[string]map[checkIdentity][]string{}, noLive: map[string]bool{}}
 }
 
 // take keeps what a committed pass read and wrote.
@@ -65,6 +69,41 @@ func (m *memo) take(p *pass) {
 	if p.snapshotSource != "" {
 		m.snapshots[p.snapshotSource] = p.snapshotKeys
 	}
+	for prefix := range p.livened {
+		delete(m.noLive, prefix)
+	}
+	if len(m.noLive)+len(p.noLive) > memoLimit {
+		m.noLive = map[string]bool{}
+	}
+	for prefix := range p.noLive {
+		m.noLive[prefix] = true
+	}
+}
+
+// keyPrefixes calls fn with each prefix of key that ends with "/" (the
+// prefixes "/*" resolutions name).
+func keyPrefixes(key string, fn func(prefix string)) {
+	for i := range len(key) {
+		if key[i] == '/' {
+			fn(key[:i+1])
+		}
+	}
+}
+
+// liveIncidentsWithPrefix returns the held and open incidents under a key
+// prefix, from the store unless the memo knows there is none.
+func (p *pass) liveIncidentsWithPrefix(ctx context.Context, prefix string) ([]store.Incident, error) {
+	if p.noLive[prefix] || p.e.memo.noLive[prefix] && !p.livened[prefix] {
+		return nil, nil
+	}
+	live, err := p.synced(ctx).LiveIncidentsWithPrefix(ctx, prefix)
+	if err == nil && len(live) == 0 {
+		if p.noLive == nil {
+			p.noLive = map[string]bool{}
+		}
+		p.noLive[prefix] = true
+	}
+	return live, err
 }
 
 // cachedFact is what the pass or the memo knows of a fact.
@@ -193,6 +232,15 @@ func (p *pass) save(ctx context.Context, in *store.Incident) error {
 		if err := p.tx.SaveIncident(ctx, in); err != nil {
 			return err
 		}
+	}
+	if in.State == store.IncidentOpen || in.State == store.IncidentHeld {
+		if p.livened == nil {
+			p.livened = map[string]bool{}
+		}
+		keyPrefixes(in.Key, func(prefix string) {
+			p.livened[prefix] = true
+			delete(p.noLive, prefix)
+		})
 	}
 	cur, known := p.cachedLatest(in.Key)
 	if !inserted {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigie/vigie/store"
+	"github.com/vigie/vigie/watchers"
 )
 
 // A pass that fails leaves the memo as it was: what it wrote was rolled
@@ -139,5 +140,37 @@ func TestFlapHistoryIsBounded(t *testing.T) {
 	_, edits, _ := f.messages("!ops")
 	if len(edits) == 0 || !strings.Contains(edits[len(edits)-1].Plain, "at least 64 state changes") {
 		t.Fatalf("last edit does not say the history was cut:\n%v", edits)
+	}
+}
+
+// A stopped job's allocation incidents resolve at every stop, though the
+// memo spares the look when it knows none is live: a job run again, that
+// fails again, is resolved by its next stop, in the same pass or later.
+func TestStoppedJobResolvesAfterTheMemoKnewNoneLive(t *testing.T) {
+	f := newFixture(t, builtinRules(t))
+	failed := func(id string) watchers.Event {
+		return watchers.Event{Source: "nomad", Topic: "Allocation", Type: "AllocationUpdated", Namespace: "default",
+			Alloc: &watchers.Alloc{ID: id, Job: "web", Group: "g", NodeName: "vm", ClientStatus: "failed", DesiredStatus: "run",
+				Tasks: []watchers.Task{{Name: "t", State: "dead", Failed: true}}}}
+	}
+	stopped := watchers.Event{Source: "nomad", Topic: "Job", Type: "JobDeregistered", Namespace: "default",
+		Job: &watchers.Job{ID: "web", Status: "dead", Stop: true}}
+	const key = "alloc/default/web/g"
+	f.consume(failed("a1"), stopped, stopped) // the second stop finds none live
+	if in := f.incident(key); in.State != store.IncidentResolved {
+		t.Fatalf("after the first stop: %s", in.State)
+	}
+	f.consume(failed("a2"), stopped) // in one pass: failed again, stopped again
+	if in := f.incident(key); in.State != store.IncidentResolved || in.Events < 1 {
+		t.Fatalf("after the second stop: %s", in.State)
+	}
+	f.consume(stopped)
+	f.consume(failed("a3")) // a later pass
+	if in := f.incident(key); in.State != store.IncidentOpen {
+		t.Fatalf("failed again: %s", in.State)
+	}
+	f.consume(stopped)
+	if in := f.incident(key); in.State != store.IncidentResolved {
+		t.Fatalf("after the third stop: %s (the memo said none live)", in.State)
 	}
 }
