@@ -13,6 +13,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/robfig/cron/v3 v3.0.1
 	github.com/rs/zerolog v1.35.1
+	github.com/valyala/fastjson v1.6.10
 	go.mau.fi/util v0.11.0
 	golang.org/x/net v0.61.0
 	golang.org/x/sys v0.49.0

@@ -69,6 +69,14 @@ const (
 	// nomadMaxSkipKinds bounds the kinds of skipped items logged at warn
 	// level, since kinds come from the server (topic and type names).
 	nomadMaxSkipKinds = 64
+	// nomadBatchEvents and nomadBatchBytes bound a batch: the frames
+	// received together go to the sink together, in one transaction, up to
+	// this many events or bytes of lines (a frame is never split).
+	nomadBatchEvents = 512
+	nomadBatchBytes  = 1 << 20
+	// nomadReadBuffer sizes the stream's read buffers, which bound what is
+	// read at once, so the batches.
+	nomadReadBuffer = 256 << 10
 )
 
 // nomadDefaultTopics are the topics read with read-job and node:read.
@@ -96,6 +104,8 @@ type Nomad struct {
 	cursors CursorStore
 	client  *http.Client
 	maxLine int
+	// batchEvents, batchBytes bound a batch (nomadBatchEvents, nomadBatchBytes).
+	batchEvents, batchBytes int
 
 	topics   []string        // topic query values, "Topic:Key"
 	ns       string          // namespace query value; "" leaves the server's default
@@ -131,20 +141,12 @@ func NewNomad(cfg NomadConfig, cursors CursorStore) *Nomad {
 		client:  cfg.HTTPClient,
 		maxLine: nomadMaxLine,
 		skipped: map[string]bool{},
+
+		batchEvents: nomadBatchEvents,
+		batchBytes:  nomadBatchBytes,
 	}
 	if n.client == nil {
-		n.client = &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout: 10 * time.Second,
-			TLSClientConfig:     cfg.TLS,
-			// Above the 30s heartbeat: Nomad 1.x sends a stream's headers
-			// with its first line.
-			ResponseHeaderTimeout: time.Minute,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConnsPerHost:   4,
-			ForceAttemptHTTP2:     true,
-		}}
+		n.client = &http.Client{Transport: NomadTransport(cfg.TLS)}
 	}
 	topics := cfg.Topics
 	if len(topics) == 0 {
@@ -172,6 +174,30 @@ func NewNomad(cfg NomadConfig, cursors CursorStore) *Nomad {
 	return n
 }
 
+// NomadTransport returns the transport of the watcher's default HTTP
+// client, for a client of one's own (NomadConfig.HTTPClient): dial, TLS and
+// response-header timeouts only, as the stream never ends, and read
+// buffers sized for the stream.
+func NomadTransport(tlsConfig *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second,
+		TLSClientConfig:     tlsConfig,
+		// Above the 30s heartbeat: Nomad 1.x sends a stream's headers
+		// with its first line.
+		ResponseHeaderTimeout: time.Minute,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		// The stream comes chunked (HTTP/1.1), and a body read goes on to
+		// the next chunk only if its header is already buffered: a larger
+		// buffer lets the frames received together be read together, and
+		// go to the sink in one batch.
+		ReadBufferSize:    nomadReadBuffer,
+		ForceAttemptHTTP2: true,
+	}
+}
+
 // Name implements Watcher.
 func (n *Nomad) Name() string { return nomadName }
 
@@ -196,6 +222,20 @@ type nomadRun struct {
 	tails    *tailCache
 	failures int       // consecutive failed connections
 	down     time.Time // start of the current outage
+
+	dec     nomadDecoder // this run's: not shared between goroutines
+	lineBuf []byte       // for lines longer than the read buffer
+	batch   nomadBatch   // frames read, not yet handed to the sink
+}
+
+// nomadBatch gathers the frames received together, for one sink call: their
+// events in order, and the position after the last of them, so that the
+// cursor is stored with everything they cause.
+type nomadBatch struct {
+	pos    Cursor // the position after the frames gathered
+	frames int    // frames gathered (each moved pos)
+	bytes  int    // the size of their lines
+	events []Event
 }
 
 // Watch implements Watcher. It reconnects by itself, with backoff, after
@@ -374,8 +414,9 @@ func (r *nomadRun) stream(ctx context.Context) error {
 	n := r.n
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// The watchdog runs only while waiting for the server: handling a
-	// frame (sink, log fetches) does not count as silence.
+	// The watchdog runs only while waiting for the server: handling frames
+	// (sink, log fetches) and reading lines already received do not count
+	// as silence.
 	watchdog := time.AfterFunc(n.cfg.StreamTimeout, func() { cancel(errNomadSilent) })
 	defer watchdog.Stop()
 
@@ -397,82 +438,166 @@ func (r *nomadRun) stream(ctx context.Context) error {
 		return n.statusError("event stream", resp.StatusCode, body)
 	}
 
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	lines, err := r.follow(ctx, bufio.NewReaderSize(resp.Body, nomadReadBuffer), func(waiting bool) {
+		if waiting {
+			watchdog.Reset(n.cfg.StreamTimeout)
+		} else {
+			watchdog.Stop()
+		}
+	})
+	if _, ok := errors.AsType[*nomadFatal](err); ok {
+		return err
+	}
+	if err == io.EOF && lines == 0 {
+		return fmt.Errorf("nomad: event stream at %s closed before sending anything (Nomad 2.x does so for a token it refuses)", n.addr)
+	}
+	return n.streamError(sctx, err)
+}
+
+// follow reads the lines of a stream from r.pos until a read fails, and
+// hands their frames to the sink, those received together in one batch.
+// It calls waiting(true) before a read that waits for the server,
+// waiting(false) after it. It returns the lines read and the read error,
+// or a *nomadFatal.
+func (r *nomadRun) follow(ctx context.Context, br *bufio.Reader, waiting func(bool)) (lines int, err error) {
+	n := r.n
 	skip := r.pos.Offset // events at r.pos.Index the server replays but the sink has
-	lines := 0
+	clear(r.batch.events)
+	r.batch = nomadBatch{events: r.batch.events[:0]}
 	for {
-		watchdog.Reset(n.cfg.StreamTimeout)
-		line, err := readLine(br, n.maxLine)
-		watchdog.Stop()
-		if err != nil {
-			if err == io.EOF && lines == 0 {
-				return fmt.Errorf("nomad: event stream at %s closed before sending anything (Nomad 2.x does so for a token it refuses)", n.addr)
+		// A batch closes when no whole line is left to read (it never
+		// waits for more) or when it is full.
+		buffered := lineBuffered(br)
+		if r.batch.frames > 0 && (!buffered || len(r.batch.events) >= n.batchEvents || r.batch.bytes >= n.batchBytes) {
+			if err := r.flush(ctx); err != nil {
+				return lines, err
 			}
-			return n.streamError(sctx, err)
+		}
+		if !buffered {
+			waiting(true)
+		}
+		line, err := r.readLine(br)
+		if !buffered {
+			waiting(false)
+		}
+		if err != nil {
+			if ferr := r.flush(ctx); ferr != nil {
+				return lines, ferr
+			}
+			return lines, err
 		}
 		lines++
 		r.lookout.Seen()
 		if lines == 1 {
 			r.recovered(ctx)
 		}
-		if err := r.handleLine(ctx, line, &skip); err != nil {
-			return err
-		}
+		r.handleLine(ctx, line, &skip)
 	}
 }
 
-// handleLine decodes and delivers one line of the stream. Frames at or
-// before the position are dropped: skip counts the events at r.pos.Index
-// still to drop, as the server replays from the first frame at that index.
-func (r *nomadRun) handleLine(ctx context.Context, line []byte, skip *int) error {
+// lineBuffered reports whether a whole line has been received and not read.
+func lineBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := br.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+// handleLine decodes one line of the stream and adds its frame to the
+// batch. Frames at or before the position (that of the batch, if it has
+// frames) are dropped: skip counts the events at that index still to
+// drop, as the server replays from the first frame at an index.
+func (r *nomadRun) handleLine(ctx context.Context, line []byte, skip *int) {
 	n := r.n
-	f, heartbeat, err := decodeNomadLine(line)
+	index, events, heartbeat, err := r.dec.decodeLine(line)
 	if err != nil {
 		n.skip(ctx, "undecodable line", err, 0, "line", string(line[:min(len(line), 120)]))
-		return nil
+		return
 	}
 	if heartbeat {
-		return nil
+		return
 	}
-	events := f.Events
+	b := &r.batch
+	pos := r.pos
+	if b.frames > 0 {
+		pos = b.pos
+	}
 	var next Cursor
 	switch {
-	case f.Index < r.pos.Index:
-		return nil
-	case f.Index == r.pos.Index:
+	case index < pos.Index:
+		return
+	case index == pos.Index:
 		if *skip >= len(events) {
 			*skip -= len(events)
-			return nil
+			return
 		}
 		events = events[*skip:]
 		*skip = 0
-		next = Cursor{Name: nomadName, Index: f.Index, Offset: r.pos.Offset + len(events)}
+		next = Cursor{Name: nomadName, Index: index, Offset: pos.Offset + len(events)}
 	default:
 		*skip = 0
-		next = Cursor{Name: nomadName, Index: f.Index, Offset: len(events)}
+		next = Cursor{Name: nomadName, Index: index, Offset: len(events)}
 	}
 
-	var out []Event
+	start := len(b.events)
 	for _, raw := range events {
-		ev, err := translateNomad(raw, f.Index)
+		ev, err := r.dec.translate(raw, index)
 		if err != nil {
 			if se, ok := errors.AsType[*nomadSkip](err); ok {
-				n.skip(ctx, se.kind, err, f.Index, "", "")
+				n.skip(ctx, se.kind, err, index, "", "")
 			}
 			continue
 		}
 		if n.nsFilter != nil && ev.Namespace != "" && !n.nsFilter[ev.Namespace] {
 			continue
 		}
-		out = append(out, ev)
+		b.events = append(b.events, ev)
 	}
-	joinReverts(out)
-	r.addStderrTails(ctx, out)
-	if err := r.sink.Consume(ctx, Batch{Cursor: next, Events: out}); err != nil {
+	// A revert's job comes in the same frame as its deployment.
+	joinReverts(b.events[start:])
+	b.pos = next
+	b.frames++
+	b.bytes += len(line)
+}
+
+// flush hands the batch to the sink, with the stderr tails of its failed
+// tasks, and moves the position to its end. The sink must not keep
+// Batch.Events, whose array is reused.
+func (r *nomadRun) flush(ctx context.Context) error {
+	b := &r.batch
+	if b.frames == 0 {
+		return nil
+	}
+	events := b.events
+	if len(events) == 0 {
+		events = nil
+	}
+	r.addStderrTails(ctx, events)
+	if err := r.sink.Consume(ctx, Batch{Cursor: b.pos, Events: events}); err != nil {
 		return &nomadFatal{fmt.Errorf("nomad: sink: %w", err)}
 	}
-	r.pos = next
+	r.pos = b.pos
+	clear(b.events)
+	events = b.events[:0]
+	if cap(events) > 4*r.n.batchEvents {
+		events = nil // a frame of many events
+	}
+	*b = nomadBatch{events: events}
 	return nil
+}
+
+// readLine reads a line into the run's line buffer (a line within the
+// read buffer is returned in place): valid until the next read.
+func (r *nomadRun) readLine(br *bufio.Reader) ([]byte, error) {
+	line, buf, err := readLine(br, r.n.maxLine, r.lineBuf[:0])
+	if cap(buf) <= nomadParserKeep {
+		r.lineBuf = buf[:0]
+	} else {
+		r.lineBuf = nil
+	}
+	return line, err
 }
 
 // skip logs an item of the stream that was skipped: at warn level the
@@ -497,25 +622,28 @@ func (n *Nomad) skip(ctx context.Context, kind string, err error, index uint64, 
 		Msg("Skipping what Vigie cannot read in the Nomad event stream (warned once per kind)")
 }
 
-// readLine reads a line of at most limit bytes. A longer line, or a last one
-// cut by EOF, is an error: the stream is then replaced and the server
-// replays from the cursor.
-func readLine(br *bufio.Reader, limit int) ([]byte, error) {
-	var buf []byte
+// readLine reads a line of at most limit bytes, appending it to buf when
+// it is longer than br's buffer, and returns buf as grown. A longer line,
+// or a last one cut by EOF, is an error: the stream is then replaced and
+// the server replays from the cursor.
+func readLine(br *bufio.Reader, limit int, buf []byte) (line, grown []byte, err error) {
+	long := false
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if len(buf)+len(chunk) > limit {
-			return nil, errNomadLongLine
+			return nil, buf, errNomadLongLine
 		}
 		switch {
 		case err == bufio.ErrBufferFull:
 			buf = append(buf, chunk...)
+			long = true
 		case err != nil:
-			return nil, err
-		case buf == nil:
-			return chunk, nil
+			return nil, buf, err
+		case !long:
+			return chunk, buf, nil
 		default:
-			return append(buf, chunk...), nil
+			buf = append(buf, chunk...)
+			return buf, buf, nil
 		}
 	}
 }

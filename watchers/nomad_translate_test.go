@@ -2,6 +2,8 @@ package watchers
 
 import (
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/nomad/api"
+	"github.com/valyala/fastjson"
 
 	"github.com/vigie/vigie/internal/fakenomad"
 )
@@ -157,12 +160,12 @@ func TestTranslateNomadPurgedJob(t *testing.T) {
 		`{"Topic":"Job","Type":"JobBatchDeregistered","Key":"gone","Namespace":"default","Index":70,"Payload":{}}`,
 		`{"Topic":"Job","Type":"JobDeregistered","Key":"gone","Namespace":"default","Index":70,"Payload":{"Deleted":true,"Job":{"ID":"gone","Stop":true}}}`,
 	} {
-		ev, err := translateNomad(json.RawMessage(raw), 70)
+		ev, err := translateNomad(raw, 70)
 		if err != nil || ev.Job == nil || ev.Job.ID != "gone" || !ev.Job.Purged {
 			t.Errorf("%s: %+v %v", raw, ev.Job, err)
 		}
 	}
-	if _, err := translateNomad(json.RawMessage(`{"Topic":"Job","Type":"JobRegistered","Key":"x","Payload":{"Job":null}}`), 70); err == nil {
+	if _, err := translateNomad(`{"Topic":"Job","Type":"JobRegistered","Key":"x","Payload":{"Job":null}}`, 70); err == nil {
 		t.Error("a registration without a job was translated")
 	}
 }
@@ -171,17 +174,19 @@ func TestTranslateNomadPurgedJob(t *testing.T) {
 // its own decoders on every captured event (times excepted: the api decodes
 // payloads through float64 and loses nanoseconds).
 func TestTranslateNomadAgreesWithTheNomadAPI(t *testing.T) {
+	var d nomadDecoder
 	for _, line := range fakenomad.CaptureFrames() {
 		var theirs api.Events
-		var ours nomadFrame
 		if err := json.Unmarshal([]byte(line), &theirs); err != nil {
 			t.Fatal(err)
 		}
-		if err := json.Unmarshal([]byte(line), &ours); err != nil {
-			t.Fatal(err)
+		index, events, _, err := d.decodeLine([]byte(line))
+		if err != nil || index != theirs.Index || len(events) != len(theirs.Events) {
+			t.Fatalf("frame %d: %d events, %v", theirs.Index, len(events), err)
 		}
+		ours := struct{ Index uint64 }{index}
 		for i, want := range theirs.Events {
-			got, err := translateNomad(ours.Events[i], ours.Index)
+			got, err := d.translate(events[i], ours.Index)
 			if err != nil {
 				t.Fatalf("index %d: %v", ours.Index, err)
 			}
@@ -287,32 +292,292 @@ func TestCleanTail(t *testing.T) {
 	}
 }
 
+// translateNomad translates one event, given as JSON, of a frame at index.
+func translateNomad(raw string, index uint64) (Event, error) {
+	var d nomadDecoder
+	_, events, _, err := d.decodeLine([]byte(fmt.Sprintf(`{"Index":%d,"Events":[%s]}`, index, raw)))
+	if err != nil {
+		return Event{}, err
+	}
+	return d.translate(events[0], index)
+}
+
+// decoding is what a decoder makes of a line: the line's error, or its
+// index and, per event, the Event or why it was skipped.
+type decoding struct {
+	err       error
+	heartbeat bool
+	index     uint64
+	events    []Event
+	skips     []error // nil for an event translated
+}
+
+func decodeWith(d *nomadDecoder, line []byte) (out decoding) {
+	index, events, heartbeat, err := d.decodeLine(line)
+	if err != nil || heartbeat {
+		return decoding{err: err, heartbeat: heartbeat}
+	}
+	out.index = index
+	for _, raw := range events {
+		ev, err := d.translate(raw, index)
+		out.events = append(out.events, ev)
+		out.skips = append(out.skips, err)
+	}
+	return out
+}
+
+// decodeWithLegacy is decodeWith for the encoding/json decoder.
+func decodeWithLegacy(line []byte) (out decoding) {
+	f, heartbeat, err := legacyDecodeNomadLine(line)
+	if err != nil || heartbeat {
+		return decoding{err: err, heartbeat: heartbeat}
+	}
+	out.index = f.Index
+	for _, raw := range f.Events {
+		ev, err := legacyTranslateNomad(raw, f.Index)
+		out.events = append(out.events, ev)
+		out.skips = append(out.skips, err)
+	}
+	return out
+}
+
+// diffDecodings says how the decoding of a line differs from the
+// reference's, "" if it does not: the same lines and events skipped, for
+// the same kind (and message, but for the JSON errors quoted), the same
+// Events otherwise.
+func diffDecodings(got, want decoding) string {
+	switch {
+	case (got.err == nil) != (want.err == nil):
+		return fmt.Sprintf("line error %v, want %v", got.err, want.err)
+	case got.heartbeat != want.heartbeat || got.index != want.index || len(got.events) != len(want.events):
+		return fmt.Sprintf("heartbeat %v index %d with %d events, want %v %d %d", got.heartbeat, got.index, len(got.events), want.heartbeat, want.index, len(want.events))
+	}
+	for i := range got.events {
+		g, w := got.skips[i], want.skips[i]
+		switch {
+		case (g == nil) != (w == nil):
+			return fmt.Sprintf("event %d: skip %v, want %v", i, g, w)
+		case g != nil:
+			gs, ok1 := g.(*nomadSkip)
+			ws, ok2 := w.(*nomadSkip)
+			if !ok1 || !ok2 || gs.kind != ws.kind {
+				return fmt.Sprintf("event %d: skip %#v, want %#v", i, g, w)
+			}
+			if quotesJSONError := gs.kind == "malformed event" || strings.HasPrefix(gs.kind, "payload ") && strings.Contains(ws.msg, " payload of "); !quotesJSONError && gs.msg != ws.msg {
+				return fmt.Sprintf("event %d: skip %q, want %q", i, gs.msg, ws.msg)
+			}
+			if strings.HasSuffix(ws.msg, ": no ID") != strings.HasSuffix(gs.msg, ": no ID") {
+				return fmt.Sprintf("event %d: skip %q, want %q", i, gs.msg, ws.msg)
+			}
+		case !reflect.DeepEqual(got.events[i], want.events[i]):
+			return fmt.Sprintf("event %d:\n%s\nwant\n%s", i, dumpEvent(got.events[i]), dumpEvent(want.events[i]))
+		}
+	}
+	// joinReverts runs on the events of a frame.
+	var g, w []Event
+	for i := range got.events {
+		if got.skips[i] == nil {
+			g = append(g, got.events[i])
+			w = append(w, want.events[i])
+		}
+	}
+	joinReverts(g)
+	joinReverts(w)
+	if !reflect.DeepEqual(g, w) {
+		return "joinReverts differs"
+	}
+	return ""
+}
+
+func dumpEvent(e Event) string {
+	b, _ := json.MarshalIndent(e, "", " ")
+	return string(b)
+}
+
+// checkDecoding checks a line against the reference decoder, with a fresh
+// decoder then with one that decoded another line before (its buffers are
+// reused).
+func checkDecoding(t *testing.T, d *nomadDecoder, line []byte) decoding {
+	t.Helper()
+	// diffDecodings joins reverts in place: a fresh reference each time.
+	got := decodeWith(&nomadDecoder{}, line)
+	if diff := diffDecodings(got, decodeWithLegacy(line)); diff != "" {
+		t.Fatalf("%s\nline %q", diff, line)
+	}
+	if diff := diffDecodings(decodeWith(d, line), decodeWithLegacy(line)); diff != "" {
+		t.Fatalf("reused decoder: %s\nline %q", diff, line)
+	}
+	return got
+}
+
+// nomadDecoderCases are lines that take the decoders off the beaten path;
+// FuzzNomadFrame starts from them too.
+var nomadDecoderCases = func() []string {
+	frame := func(events ...string) string {
+		return `{"Events":[` + strings.Join(events, ",") + `],"Index":70}`
+	}
+	ev := func(topic, typ, payload string) string {
+		return fmt.Sprintf(`{"Topic":%q,"Type":%q,"Key":"k","Namespace":"default","Payload":{%q:%s}}`, topic, typ, topic, payload)
+	}
+	alloc := func(fields string) string {
+		return frame(ev("Allocation", "AllocationUpdated", `{"ID":"a",`+fields+`}`))
+	}
+	node := func(fields string) string { return frame(ev("Node", "NodeDrain", `{"ID":"n",`+fields+`}`)) }
+	eval := func(fields string) string {
+		return frame(ev("Evaluation", "EvaluationUpdated", `{"ID":"e",`+fields+`}`))
+	}
+	job := func(fields string) string { return frame(ev("Job", "JobRegistered", `{"ID":"j",`+fields+`}`)) }
+	dep := func(fields string) string {
+		return frame(ev("Deployment", "DeploymentStatusUpdate", `{"ID":"d",`+fields+`}`))
+	}
+	task := func(fields string) string { return alloc(`"TaskStates":{"t":{"Events":[{` + fields + `}]}}`) }
+	return []string{
+		// Lines.
+		"{}", "", "null", "[]", "{", `{"Index":3}`, `{"Events":[{}],"Index":1}`, `{"Events":[],"Index":0}`, `{"Events":null,"Index":4}`,
+		`{"Index":"5","Events":[]}`, `{"Index":-1}`, `{"Index":1.5}`, `{"Index":1e2}`, `{"Index":18446744073709551616}`, `{"Index":5,"Events":{}}`,
+		`{"Index":5,"Events":[]} x`, `{"Index":5,"Events":[NaN]}`, `{"Index":5,"Events":[01]}`, `{"Index":5,"Events":["a` + "" + `"]}`,
+		`{"Index":5,"Events":["\x"]}`, `{"Index":5,"Events":[tru]}`, `{"Index":5,"Events":[-]}`, `{"Index":5,"Events":[1.]}`,
+		"\v{\"Index\":5}\u00a0", "\xc2\xa0{}", `{"index":6,"EVENTS":[null]}`, `{"Index":6,"Index":null,"Events":[5,"x",[],true]}`,
+		`{"Index":7,"Events":[{}],"Events":null}`, `{"Index":7,"Events":[{},{}],"Events":[{}]}`, `{"\u0049ndex":8}`, `{"Inde\u0078":9,"Events":[1]}`,
+		// Events.
+		frame(`{"Topic":7}`), frame(`{"Topic":"Service","Type":"ServiceRegistration"}`), frame(`{"Topic":"Job","Type":"JobFrobnicated"}`),
+		frame(`{"Topic":"Job","Type":"JobRegistered","Payload":[]}`), frame(`{"Topic":"Job","Type":"JobRegistered","Payload":{"Job":5}}`),
+		frame(`{"topic":"Job","TYPE":"JobRegistered","kEy":"k","Payload":{"Job":{"id":"x","ſtatus":"dead","\u212aey":1}}}`),
+		frame(`{"Topic":"Job","Type":"JobRegistered","Topic":null,"Payload":{"Job":{"ID":"x"}},"Payload":null}`),
+		frame(`{"Topic":"Job","Type":"JobRegistered","Payload":{"Job":{"ID":"x"}},"Payload":{"Deleted":true}}`),
+		frame(`{"Topic":"Job","Type":"JobDeregistered","Key":"k","Payload":{"Job":{"ID":"x"},"Deleted":"true"}}`),
+		frame(`{"Topic":"Job","Type":"JobDeregistered","Key":"k","Payload":{"Job":{"ID":"x"},"Deleted":1,"Deleted":true}}`),
+		frame(`{"Topic":"Job","Type":"JobDeregistered","Key":"","Payload":{"Job":null}}`),
+		frame(`{"Topic":"Job","Type":"JobBatchDeregistered","Key":"k\ud800","Payload":{"job":{"ID":"x"}}}`),
+		frame(`{"Topic":"Job","Type":"JobDeregistered","Key":"k","Namespace":5,"Payload":{"Job":null}}`),
+		frame(`{"Topic":"Job","Type":"JobRegistered","Namespace":"n\u00e9` + "\xff" + `","Payload":{"Job":{"ID":"x"}}}`),
+		frame(`{"Topic":"\u004aob","Type":"Job\u0052egistered","Payload":{"\u004aob":{"\u0049D":"x"}}}`),
+		frame(`{"Topic":"Job` + "\xff" + `","Type":"JobRegistered"}`), frame(`{"Topic":"Job","Type":"` + "\xed\xa0\x80" + `"}`), frame(`{"Topic":"Job","Type":"Job\ud800Registered"}`),
+		frame(ev("Node", "NodeDrain", `{"ID":"n"}`), `{"Topic":7}`, ev("Job", "JobRegistered", `{"ID":"j"}`)),
+		// Strings.
+		job(`"Status":"a\ud800b","ParentID":"\ud800\u0041","Type":"\ud83d\ude00\udc00\ud800\ud800"`),
+		job(`"Status":"\\ud800","ParentID":"\\\ud800x","Type":"\ud800\\u0041"`),
+		job(`"Status":"` + "\xff\xfe\xe2\x82" + `","ParentID":"\u00e9` + "\xa9" + `","Type":"ok\u2028\u0000` + "\u2028\x7f" + `"`),
+		job(`"ID":"\ud800"`), job(`"ID":""`), job(`"ID":null`), job(`"ID":"x","ID":null`), job(`"ID":5`),
+		// Numbers and types.
+		job(`"Version":-1`), job(`"Version":1.0`), job(`"Version":1e2`), job(`"Version":18446744073709551615`), job(`"Version":18446744073709551616`),
+		job(`"SubmitTime":9223372036854775807,"JobModifyIndex":70`), job(`"SubmitTime":9223372036854775808`), job(`"SubmitTime":-5,"JobModifyIndex":70`),
+		job(`"Stop":"true"`), job(`"Stop":1`), job(`"Stop":true,"Stop":null`), job(`"Stop":true,"Stop":false`),
+		job(`"Resources":"a type change elsewhere","TaskGroups":5,"Meta":[1]`),
+		// Allocations.
+		alloc(`"DeploymentStatus":{"Healthy":true},"DeploymentStatus":{"Canary":true}`),
+		alloc(`"DeploymentStatus":{"Healthy":true},"DeploymentStatus":null`), alloc(`"DeploymentStatus":{"Healthy":null,"Canary":1}`),
+		alloc(`"DeploymentStatus":5`), alloc(`"DeploymentStatus":{"Healthy":"yes"}`), alloc(`"DeploymentStatus":{"Healthy":false,"Healthy":null}`),
+		alloc(`"RescheduleTracker":{"Events":[null]}`), alloc(`"RescheduleTracker":{"Events":[1]},"RescheduleTracker":{"Events":[]}`),
+		alloc(`"RescheduleTracker":{"Events":[1]},"RescheduleTracker":{}`), alloc(`"RescheduleTracker":{"Events":"x"}`), alloc(`"RescheduleTracker":[]`),
+		alloc(`"FollowupEvalID":"f"`), alloc(`"ModifyTime":"x"`), alloc(`"ModifyTime":1.5`),
+		alloc(`"TaskStates":{"b":{"State":"dead"},"a":null,"c":{"Restarts":5000000000}}`),
+		alloc(`"TaskStates":{"a":{"State":"x","Failed":true}},"TaskStates":{"a":{"Restarts":1},"b":{}}`),
+		alloc(`"TaskStates":{"a":{}},"TaskStates":null,"TaskStates":{"b":{}}`), alloc(`"TaskStates":{"a":{}},"TaskStates":{}`),
+		alloc(`"TaskStates":{"\ud800":{},"\udc00":{"State":"s"},"` + "\xff" + `":{},"` + "\xfe" + `":{}}`), alloc(`"TaskStates":{"a":5}`), alloc(`"TaskStates":[]`),
+		alloc(`"TaskStates":{"a":{"Restarts":-1}}`), alloc(`"TaskStates":{"a":{"Events":{}}}`), alloc(`"TaskStates":{"a":{"Events":[5]}}`),
+		alloc(`"TaskStates":{"a":{"Events":[{"Type":"a","Message":"m"},{"Type":"b"}],"Events":[{"Type":"c"}]}}`),
+		alloc(`"TaskStates":{"a":{"Events":[{"Type":"a"},{"Type":"b"},{"Type":"c"}],"Events":[{"Message":"x"}],"Events":[null,{"Time":5},{}]}}`),
+		alloc(`"TaskStates":{"a":{"Events":[{"Type":"a"}],"Events":[],"Events":[{}]}}`),
+		alloc(`"TaskStates":{"a":{"Events":[null,{"Type":"a"}]}}`),
+		task(`"Type":"Terminated","ExitCode":0,"Details":{"exit_code":"3","signal":"9","oom_killed":"true"}`),
+		task(`"Type":"Terminated","ExitCode":2,"Signal":0,"Details":{"exit_code":"3","signal":"x"}`),
+		task(`"Details":{"exit_code":"3"},"Details":{"signal":"4"}`), task(`"Details":{"exit_code":"3"},"Details":null`),
+		task(`"Details":{"exit_code":null,"other":null}`), task(`"Details":{"other":5}`), task(`"Details":[]`), task(`"Details":{"exit_code":"3","exit_code":"-9"}`),
+		task(`"ExitCode":1e2`), task(`"ExitCode":"1"`), task(`"ExitCode":9223372036854775808`), task(`"Time":-1,"DisplayMessage":"","Message":"m"`),
+		task(`"type":"Started","displaymessage":"d","TIME":5`),
+		// Deployments and evaluations.
+		dep(`"TaskGroups":{"b":{"DesiredTotal":2},"a":{"AutoRevert":true,"Promoted":null},"c":null}`),
+		dep(`"TaskGroups":{"a":{"DesiredTotal":2}},"TaskGroups":{"a":{"PlacedAllocs":1}}`), dep(`"TaskGroups":{"a":{"DesiredTotal":"2"}}`),
+		dep(`"JobVersion":-1`), dep(`"Status":"failed","StatusDescription":"rolling back to job version 0"`),
+		frame(ev("Deployment", "DeploymentStatusUpdate", `{"ID":"d","JobID":"j","Status":"failed","StatusDescription":"x - rolling back to job version 0"}`),
+			ev("Job", "DeploymentStatusUpdate", `{"ID":"j","Version":3}`)),
+		eval(`"FailedTGAllocs":{"g":{"CoalescedFailures":2,"DimensionExhausted":{"memory":3,"cpu":null},"ConstraintFiltered":{},"QuotaExhausted":[]}}`),
+		eval(`"FailedTGAllocs":{"g":{"DimensionExhausted":{"memory":3},"DimensionExhausted":{"cpu":1},"ClassExhausted":null}}`),
+		eval(`"FailedTGAllocs":{"g":{"DimensionExhausted":{"memory":3},"DimensionExhausted":null}}`),
+		eval(`"FailedTGAllocs":{"g":{"QuotaExhausted":["a","b"],"QuotaExhausted":[null]}}`),
+		eval(`"FailedTGAllocs":{"g":{"QuotaExhausted":["a","b","c"],"QuotaExhausted":["x"],"QuotaExhausted":[null,null,null]}}`),
+		eval(`"FailedTGAllocs":{"g":{"QuotaExhausted":[1]}}`), eval(`"FailedTGAllocs":{"g":{"DimensionExhausted":{"m":"3"}}}`),
+		eval(`"FailedTGAllocs":{"g":{"DimensionExhausted":{"` + "\xff" + `":1,"\ud800":2,"\udbff":3}}}`), eval(`"FailedTGAllocs":{"b":{},"a":{},"b":null}`),
+		eval(`"FailedTGAllocs":5`), eval(`"BlockedEval":"b","TriggeredBy":"t","Status":"blocked"`),
+		// Nodes.
+		node(`"Events":[null]`), node(`"Events":[]`), node(`"Events":null`), node(`"Events":5`), node(`"DrainStrategy":{}`), node(`"DrainStrategy":5`),
+		node(`"DrainStrategy":{"Deadline":"x"},"DrainStrategy":null`), node(`"DrainStrategy":[]`),
+		node(`"Events":[{"Message":"m","Timestamp":"2026-11-30T13:32:01.123456789+01:00","CreateIndex":70}]`),
+		node(`"Events":[{"Message":"m","Timestamp":"2026-11-30T13:32:01Z","CreateIndex":70},null]`),
+		node(`"Events":[{"Message":"m","Timestamp":"\u0032026-11-30T13:32:01Z","CreateIndex":70}]`),
+		node(`"Events":[{"Timestamp":5}]`), node(`"Events":[{"Timestamp":{}}]`), node(`"Events":[{"Timestamp":null,"CreateIndex":70}]`),
+		node(`"Events":[{"Timestamp":"2026-11-30T13:32:01Z"}],"Events":[{"Message":"m","CreateIndex":70}]`),
+		node(`"Events":[{"Timestamp":"2026-13-30T13:32:01Z"}]`), node(`"Events":[{"timestamp":"2026-11-30T13:32:01Z","createindex":70}]`),
+		node(`"Name":"vm","Status":"ready","SchedulingEligibility":"eligible","NodeResources":"changed","Attributes":[]`),
+	}
+}()
+
+func TestNomadDecoderAgreesWithEncodingJSON(t *testing.T) {
+	var d nomadDecoder
+	translated := 0
+	for _, line := range append(fakenomad.CaptureFrames(), nomadDecoderCases...) {
+		out := checkDecoding(t, &d, []byte(line))
+		for _, err := range out.skips {
+			if err == nil {
+				translated++
+			}
+		}
+	}
+	if translated < 112+50 {
+		t.Errorf("only %d events translated", translated)
+	}
+}
+
+// The one deviation: fastjson refuses lines nested deeper than 300.
+func TestNomadDecoderNestingLimit(t *testing.T) {
+	line := func(depth int) []byte {
+		return []byte(`{"Index":5,"Events":[{"Topic":"Job","Type":"JobRegistered","Payload":{"Job":{"ID":"j","Meta":` +
+			strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}}}]}`)
+	}
+	var d nomadDecoder
+	if out := checkDecoding(t, &d, line(290)); out.err != nil || out.skips[0] != nil {
+		t.Fatalf("nested 290 levels: %+v", out)
+	}
+	if _, _, _, err := d.decodeLine(line(300)); err == nil {
+		t.Fatal("nested 300 levels: decoded")
+	}
+	if _, _, err := legacyDecodeNomadLine(line(300)); err != nil {
+		t.Fatal(err)
+	}
+	// Deeper than the stack can take, were the validator first.
+	if _, _, _, err := d.decodeLine(line(4 << 20)); err == nil {
+		t.Fatal("nested 4M levels: decoded")
+	}
+}
+
 // FuzzNomadFrame feeds lines to the decoder and translator: they must never
-// panic, and whatever they accept must be a well-formed Event. The seeds are
-// real frames of up to 15 KB, so run it with -fuzzminimizetime 2s or it
-// spends most of its time minimizing.
+// panic, must agree with the encoding/json decoder, and whatever they
+// accept must be a well-formed Event. The seeds include real frames of up
+// to 15 KB, so run it with -fuzzminimizetime 2s or it spends most of its
+// time minimizing.
 func FuzzNomadFrame(f *testing.F) {
 	for _, line := range fakenomad.CaptureFrames() {
 		f.Add([]byte(line))
 	}
-	for _, s := range []string{"{}", "", "null", "[]", `{"Index":3}`, `{"Events":[{}],"Index":1}`,
+	for _, s := range append(nomadDecoderCases,
 		`{"Events":[{"Topic":"Job","Type":"JobDeregistered","Key":"k","Payload":{"Job":null}}],"Index":2}`,
 		`{"Events":[{"Topic":"Node","Type":"NodeDrain","Payload":{"Node":{"ID":"n","Events":[null]}}}],"Index":2}`,
 		`{"Events":[{"Topic":"Allocation","Type":"PlanResult","Payload":{"Allocation":{"ID":"a","TaskStates":{"t":null,"u":{"Events":[null,{"Details":{"exit_code":"-9"}}]}}}}}],"Index":2}`,
-	} {
+	) {
 		f.Add([]byte(s))
 	}
+	var reused nomadDecoder
 	f.Fuzz(func(t *testing.T, line []byte) {
-		fr, heartbeat, err := decodeNomadLine(line)
-		if err != nil || heartbeat {
+		out := checkDecoding(t, &reused, line)
+		if out.err != nil || out.heartbeat {
 			return
 		}
-		if fr.Index == 0 {
+		if out.index == 0 {
 			t.Fatal("frame without index accepted")
 		}
-		for _, raw := range fr.Events {
-			ev, err := translateNomad(raw, fr.Index)
-			if err != nil {
+		for i, ev := range out.events {
+			if err := out.skips[i]; err != nil {
 				if _, ok := err.(*nomadSkip); !ok {
 					t.Fatalf("error of type %T", err)
 				}
@@ -324,7 +589,7 @@ func FuzzNomadFrame(f *testing.F) {
 					set++
 				}
 			}
-			if set != 1 || ev.Source != "nomad" || ev.Index != fr.Index || key(ev) == "" {
+			if set != 1 || ev.Source != "nomad" || ev.Index != out.index || key(ev) == "" {
 				t.Fatalf("bogus event %+v", ev)
 			}
 			if ev.Alloc != nil {
@@ -389,4 +654,29 @@ func TestNomadTellsTheVersionAnAutoRevertRunsAs(t *testing.T) {
 	if events[0].Deployment.RevertedAs != 0 {
 		t.Fatalf("reverted as %d without a job event", events[0].Deployment.RevertedAs)
 	}
+}
+
+// FuzzNomadJSONValidity checks that fastjson's parser and checkJSONTokens
+// together accept exactly the JSON encoding/json accepts, but for nesting
+// deeper than fastjson's limit.
+func FuzzNomadJSONValidity(f *testing.F) {
+	for _, line := range fakenomad.CaptureFrames()[:5] {
+		f.Add([]byte(line))
+	}
+	for _, s := range append(nomadDecoderCases, `1`, `-0.5e+7`, `"\u00e9\ud83d\ude00"`, `[1,2,{"a":null}]`, ` true `, `"a\/b\\\"\b\f\n\r\t"`,
+		`01`, `1.`, `.5`, `1e`, `-`, `+1`, `NaN`, `-Inf`, `nul`, `"\u12"`, `"\x"`, "\"\t\"", `[1,]`, `{"a":1,}`, `{"a"}`, `'a'`, "1 2", `[1 2]`) {
+		f.Add([]byte(s))
+	}
+	var p fastjson.Parser
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, lexErr := checkJSONTokens(b)
+		_, parseErr := p.ParseBytes(b)
+		want := json.Valid(b)
+		if got := lexErr == nil && parseErr == nil; got != want {
+			if want && parseErr != nil && strings.Contains(parseErr.Error(), "too big depth") {
+				return
+			}
+			t.Fatalf("accepted %v, encoding/json %v (token check: %v, parser: %v) for %q", got, want, lexErr, parseErr, b)
+		}
+	})
 }
