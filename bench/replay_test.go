@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -463,15 +462,7 @@ func TestReplayChild(t *testing.T) {
 // firstByteClient is the watcher's default HTTP client (watchers.NewNomad)
 // whose event stream bodies call mark on their first byte.
 func firstByteClient(mark func()) *http.Client {
-	return &http.Client{Transport: firstByteTransport{mark: mark, base: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: time.Minute,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConnsPerHost:   4,
-		ForceAttemptHTTP2:     true,
-	}}}
+	return &http.Client{Transport: firstByteTransport{mark: mark, base: watchers.NomadTransport(nil)}}
 }
 
 type firstByteTransport struct {

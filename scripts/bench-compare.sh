@@ -2,7 +2,8 @@
 # Runs the pipeline benchmarks (bench/: Nomad replay, Consul health; the
 # incidents storm) on a base commit and on the working tree, one after the
 # other on this machine, so that before and after are measured alike.
-# The base gets today's benchmark files (the harness is newer than it).
+# The base gets the benchmark files as first written (7f5aa4f: the harness is
+# newer than the base; later versions use APIs the base lacks).
 #
 #   scripts/bench-compare.sh [base-commit] [count]
 set -euo pipefail
@@ -14,8 +15,11 @@ export GOFLAGS=-tags=goolm
 tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 git worktree add --detach --quiet "$tmp" "$base"
-cp bench/*_test.go "$tmp/bench/"
-cp incidents/engine_bench_test.go "$tmp/incidents/"
+harness=7f5aa4f
+for f in $(git ls-tree --name-only "$harness" bench/); do
+	case $f in *_test.go) git show "$harness:$f" > "$tmp/$f" ;; esac
+done
+git show "$harness:incidents/engine_bench_test.go" > "$tmp/incidents/engine_bench_test.go"
 
 run() {
 	local dir=$1 label=$2

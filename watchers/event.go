@@ -2,8 +2,9 @@ package watchers
 
 import "time"
 
-// Batch is what a watcher hands to the sink at once: the events of one
-// Nomad frame, or one Consul snapshot, and the cursor to persist with them.
+// Batch is what a watcher hands to the sink at once: the events of the
+// Nomad frames received together, or one Consul snapshot, and the cursor
+// to persist with them.
 type Batch struct {
 	Cursor Cursor
 	Events []Event

@@ -19,6 +19,8 @@ import (
 // Sink consumes a source's events. It must persist what a batch causes
 // together with the batch's cursor, in one transaction, so that a crash
 // loses and repeats nothing; the watcher resumes from Cursor on restart.
+// The watcher reuses the batch's Events once Consume returns: a sink must
+// not keep the slice.
 type Sink interface {
 	Consume(ctx context.Context, b Batch) error
 }
