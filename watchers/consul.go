@@ -1,16 +1,12 @@
 package watchers
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +58,9 @@ type ConsulConfig struct {
 
 // Consul watches the health of every check in a Consul datacenter with
 // blocking queries on /v1/health/state/any, and delivers each changed state
-// as a snapshot batch.
+// as a snapshot batch, every check in it, those the same as in the last
+// snapshot delivered marked Unchanged. An answer costs in proportion to
+// what changed in it, not to its size (consul_snapshot.go).
 type Consul struct {
 	cfg      ConsulConfig
 	endpoint string // .../v1/health/state/any
@@ -117,7 +115,10 @@ func (c *Consul) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 		// of a run (the pipeline reconciles a restart against it) and the
 		// first after a reset (its cursor must follow the lower index).
 		deliver = true
-		last    []consulKey // the previous snapshot delivered
+		// mem holds the last snapshot delivered: its checks' bytes and
+		// events. It lives as long as the run: a failed delivery ends the
+		// run, and the next starts with nothing, everything changed.
+		mem     = newConsulMemory()
 		outage  consulOutage
 		missing string // what the last answer left out, as told to the lookout
 	)
@@ -125,7 +126,7 @@ func (c *Consul) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 		if err := bucket.take(ctx); err != nil {
 			return nil
 		}
-		res, err := c.fetch(ctx, index)
+		res, err := c.fetch(ctx, index, mem)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -163,20 +164,27 @@ func (c *Consul) Watch(ctx context.Context, sink Sink, lookout Lookout) error {
 		}
 		index = next
 
-		events := consulEvents(res.checks, res.index)
-		keys := consulKeys(events)
-		if !deliver && slices.Equal(keys, last) {
+		snap := res.snapshot
+		if !deliver && snap.same {
 			continue
 		}
-		b := Batch{Snapshot: true, Cursor: Cursor{Name: c.Name(), Index: res.index}, Events: events}
+		if deliver {
+			// The pipeline may have lost its memory (a restart, a restored
+			// state): every check is news to it.
+			for i := range snap.events {
+				snap.events[i].Unchanged = false
+			}
+		}
+		b := Batch{Snapshot: true, Cursor: Cursor{Name: c.Name(), Index: res.index}, Events: snap.events}
 		if err := sink.Consume(ctx, b); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("consul: deliver snapshot at index %d: %w", res.index, err)
 		}
-		log.Debug().Uint64("index", res.index).Int("checks", len(events)).Msg("Consul health snapshot delivered")
-		last, deliver = keys, false
+		mem.commit(snap)
+		log.Debug().Uint64("index", res.index).Int("checks", len(snap.events)).Msg("Consul health snapshot delivered")
+		deliver = false
 	}
 }
 
@@ -196,7 +204,7 @@ func (c *Consul) missing(res consulResponse) string {
 // consulResponse is one answer of the health endpoint.
 type consulResponse struct {
 	index     uint64
-	checks    []api.HealthCheck
+	snapshot  consulSnapshot
 	filtered  bool   // X-Consul-Results-Filtered-By-ACLs
 	aclPolicy string // X-Consul-Default-Acl-Policy
 }
@@ -222,7 +230,10 @@ func (f *consulFailure) Error() string { return f.msg }
 // the latter ignores a missing or unparsable X-Consul-Index (leaving 0, a
 // busy loop), reads CONSUL_HTTP_* variables behind the config's back, and
 // hides the status code and body that the 403 message needs.
-func (c *Consul) fetch(ctx context.Context, index uint64) (consulResponse, error) {
+//
+// The answer is parsed against mem, the last snapshot delivered; its body
+// is read into mem's buffer.
+func (c *Consul) fetch(ctx context.Context, index uint64, mem *consulMemory) (consulResponse, error) {
 	q := url.Values{}
 	budget := consulSlack
 	if index > 0 {
@@ -258,7 +269,7 @@ func (c *Consul) fetch(ctx context.Context, index uint64) (consulResponse, error
 		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s is unreachable: %v", c.cfg.Address, tlserr.Explain(err, "consul"))}
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
+	body, err := mem.read(resp.Body, resp.ContentLength)
 	if err != nil {
 		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s broke off its answer: %v", c.cfg.Address, err)}
 	}
@@ -287,7 +298,7 @@ func (c *Consul) fetch(ctx context.Context, index uint64) (consulResponse, error
 		filtered:  resp.Header.Get("X-Consul-Results-Filtered-By-ACLs") == "true",
 		aclPolicy: resp.Header.Get("X-Consul-Default-Acl-Policy"),
 	}
-	if err := json.Unmarshal(body, &res.checks); err != nil {
+	if res.snapshot, err = mem.parse(body, n); err != nil {
 		return consulResponse{}, &consulFailure{consulMalformed, fmt.Sprintf("Consul at %s sent an invalid health response at index %d (%d bytes): %v", c.cfg.Address, n, len(body), err)}
 	}
 	return res, nil
@@ -368,74 +379,4 @@ func (b *consulBucket) take(ctx context.Context) error {
 		return nil
 	}
 	return ctxutil.Sleep(ctx, time.Duration(-b.tokens*float64(b.interval)))
-}
-
-// consulEvents turns one answer into one event per check, marking the
-// checks that node or service maintenance covers.
-func consulEvents(checks []api.HealthCheck, index uint64) []Event {
-	type instance struct{ node, namespace, serviceID string }
-	nodes := map[string]bool{}
-	services := map[instance]bool{}
-	for _, hc := range checks {
-		switch {
-		case hc.CheckID == consulNodeMaint:
-			nodes[hc.Node] = true
-		case strings.HasPrefix(hc.CheckID, consulServiceMaint):
-			services[instance{hc.Node, hc.Namespace, hc.ServiceID}] = true
-		}
-	}
-	events := make([]Event, 0, len(checks))
-	for _, hc := range checks {
-		maint := ""
-		switch {
-		case nodes[hc.Node]:
-			maint = MaintenanceNode
-		case hc.ServiceID != "" && services[instance{hc.Node, hc.Namespace, hc.ServiceID}]:
-			maint = MaintenanceService
-		case hc.Status == api.HealthMaint && hc.ServiceID != "":
-			maint = MaintenanceService
-		case hc.Status == api.HealthMaint:
-			maint = MaintenanceNode
-		}
-		events = append(events, Event{
-			Source:    "consul",
-			Topic:     "Check",
-			Type:      hc.Status,
-			Index:     index,
-			Namespace: hc.Namespace,
-			Check: &Check{
-				Node:        hc.Node,
-				CheckID:     hc.CheckID,
-				Name:        hc.Name,
-				Status:      hc.Status,
-				Output:      hc.Output,
-				ServiceID:   hc.ServiceID,
-				ServiceName: hc.ServiceName,
-				ServiceTags: hc.ServiceTags,
-				Notes:       hc.Notes,
-				Maintenance: maint,
-			},
-		})
-	}
-	return events
-}
-
-// consulKey is what makes two snapshots different. Names, tags and Consul's
-// modify indexes are left out: they change nothing the pipeline acts on.
-type consulKey struct {
-	Namespace, Node, CheckID, Status, Output, ServiceID, ServiceName, Notes, Maintenance string
-}
-
-// consulKeys returns the snapshot's keys in a canonical order (a check is
-// unique by namespace, node and check ID in Consul).
-func consulKeys(events []Event) []consulKey {
-	keys := make([]consulKey, len(events))
-	for i, e := range events {
-		c := e.Check
-		keys[i] = consulKey{e.Namespace, c.Node, c.CheckID, c.Status, c.Output, c.ServiceID, c.ServiceName, c.Notes, c.Maintenance}
-	}
-	slices.SortFunc(keys, func(a, b consulKey) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Node, b.Node), cmp.Compare(a.CheckID, b.CheckID))
-	})
-	return keys
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -598,5 +599,190 @@ func TestConsulSinkFailureEndsWatch(t *testing.T) {
 	err := w.Watch(t.Context(), &consulSink{err: disk}, &lookoutLog{})
 	if !errors.Is(err, disk) {
 		t.Fatalf("Watch returned %v, want the sink's error", err)
+	}
+}
+
+// consulIdentity names a check of a batch.
+type consulIdentity struct{ namespace, node, checkID string }
+
+func consulByIdentity(t *testing.T, b Batch) map[consulIdentity]Event {
+	t.Helper()
+	out := map[consulIdentity]Event{}
+	for _, e := range b.Events {
+		id := consulIdentity{e.Namespace, e.Check.Node, e.Check.CheckID}
+		if _, dup := out[id]; dup {
+			t.Fatalf("check %v twice at index %d", id, b.Cursor.Index)
+		}
+		out[id] = e
+	}
+	return out
+}
+
+// consulChanged returns the checks of b not marked Unchanged, and fails
+// if one marked Unchanged differs from its event in before in any field
+// of its Check.
+func consulChanged(t *testing.T, before, b Batch) []consulIdentity {
+	t.Helper()
+	was := consulByIdentity(t, before)
+	var changed []consulIdentity
+	for id, e := range consulByIdentity(t, b) {
+		if !e.Unchanged {
+			changed = append(changed, id)
+			continue
+		}
+		old, ok := was[id]
+		switch {
+		case !ok:
+			t.Errorf("%v marked Unchanged, but it was not in the snapshot before", id)
+		case !reflect.DeepEqual(*e.Check, *old.Check) || e.Type != old.Type || e.Namespace != old.Namespace:
+			t.Errorf("%v marked Unchanged, but %+v was %+v", id, *e.Check, *old.Check)
+		}
+		if e.Index != b.Cursor.Index || e.Source != "consul" || e.Topic != "Check" {
+			t.Errorf("unchanged event %+v at index %d", e, b.Cursor.Index)
+		}
+	}
+	slices.SortFunc(changed, func(a, b consulIdentity) int { return strings.Compare(a.node+"/"+a.checkID, b.node+"/"+b.checkID) })
+	return changed
+}
+
+func TestConsulUnchangedChecksAreMarked(t *testing.T) {
+	h := startConsul(t, ConsulConfig{}, nil)
+	first := h.next(t)
+	if changed := consulChanged(t, Batch{}, first); len(changed) != 7 {
+		t.Fatalf("first snapshot: %d checks changed, want all 7", len(changed))
+	}
+	h.waitRequests(t, 1, atIndex(48))
+
+	// One check changed: it alone is news.
+	h.fake.ExpireTTL()
+	second := h.next(t)
+	if changed := consulChanged(t, first, second); !slices.Equal(changed, []consulIdentity{{"", "vm", "chatops-ttl"}}) {
+		t.Fatalf("after the TTL expired, changed %v, want only chatops-ttl", changed)
+	}
+	if ttl := consulCheck(t, second, "vm", "chatops-ttl"); ttl.Status != "critical" {
+		t.Fatalf("chatops-ttl %+v", ttl)
+	}
+
+	// A check gone: the snapshot is smaller, and what remains unchanged.
+	if err := h.fake.RemoveCheck("vm", "serfHealth"); err != nil {
+		t.Fatal(err)
+	}
+	third := h.nextAt(t, h.fake.Index())
+	if changed := consulChanged(t, second, third); len(third.Events) != 6 || len(changed) != 0 {
+		t.Fatalf("after serfHealth was removed: %d events, changed %v; want 6, none", len(third.Events), changed)
+	}
+
+	// A new check: it alone is news.
+	h.fake.AddCheck(api.HealthCheck{Node: "vm2", CheckID: "serfHealth", Name: "Serf Health Status", Status: "passing", Output: "Agent alive and reachable"})
+	fourth := h.nextAt(t, h.fake.Index())
+	if changed := consulChanged(t, third, fourth); len(fourth.Events) != 7 || !slices.Equal(changed, []consulIdentity{{"", "vm2", "serfHealth"}}) {
+		t.Fatalf("after vm2 joined: %d events, changed %v", len(fourth.Events), changed)
+	}
+
+	// Node maintenance: every check of the node changes (its Maintenance),
+	// the other node's does not.
+	if err := h.fake.AddMaintenance("vm", ""); err != nil {
+		t.Fatal(err)
+	}
+	fifth := h.nextAt(t, h.fake.Index())
+	changed := consulChanged(t, fourth, fifth)
+	if len(changed) != 7 || slices.Contains(changed, consulIdentity{"", "vm2", "serfHealth"}) || !slices.Contains(changed, consulIdentity{"", "vm", consulNodeMaint}) {
+		t.Fatalf("node maintenance: changed %v, want the 6 checks of vm and its maintenance check", changed)
+	}
+	for _, e := range fifth.Events {
+		if want := e.Check.Node == "vm"; (e.Check.Maintenance == MaintenanceNode) != want {
+			t.Errorf("%s/%s Maintenance %q", e.Check.Node, e.Check.CheckID, e.Check.Maintenance)
+		}
+	}
+
+	// Maintenance over: vm's checks change back.
+	h.fake.RemoveMaintenance("vm", "")
+	sixth := h.nextAt(t, h.fake.Index())
+	if changed := consulChanged(t, fifth, sixth); len(sixth.Events) != 7 || len(changed) != 6 {
+		t.Fatalf("maintenance over: %d events, changed %v; want 7 events, vm's 6 changed", len(sixth.Events), changed)
+	}
+}
+
+// A snapshot after an index reset is delivered even if unchanged, with
+// every check changed: the pipeline may have lost its memory.
+func TestConsulIndexResetMarksAllChanged(t *testing.T) {
+	h := startConsul(t, ConsulConfig{}, nil)
+	h.next(t)
+	h.waitRequests(t, 1, atIndex(48))
+	if err := h.fake.SetChecksJSON(30, fakeconsul.StateBefore()); err != nil {
+		t.Fatal(err)
+	}
+	b := h.next(t)
+	if b.Cursor.Index != 30 {
+		t.Fatalf("cursor %+v", b.Cursor)
+	}
+	if changed := consulChanged(t, Batch{}, b); len(changed) != 7 {
+		t.Fatalf("after the reset, changed %v, want all 7", changed)
+	}
+	// The next change is told against that snapshot.
+	h.waitRequests(t, 1, atIndex(30))
+	h.fake.ExpireTTL()
+	next := h.next(t)
+	if changed := consulChanged(t, b, next); !slices.Equal(changed, []consulIdentity{{"", "vm", "chatops-ttl"}}) {
+		t.Fatalf("after the reset and a change, changed %v", changed)
+	}
+}
+
+// failingSink fails the Consume calls whose numbers (from 1) fail lists.
+type failingSink struct {
+	consulSink
+	calls int
+	fail  []int
+	err   error
+}
+
+func (s *failingSink) Consume(ctx context.Context, b Batch) error {
+	s.calls++
+	if slices.Contains(s.fail, s.calls) {
+		return s.err
+	}
+	return s.consulSink.Consume(ctx, b)
+}
+
+// After a snapshot the sink failed to take, the next delivery is all news:
+// the sink may have kept nothing of it.
+func TestConsulFailedConsumeMarksAllChanged(t *testing.T) {
+	f := fakeconsul.New()
+	defer f.Close()
+	disk := errors.New("disk full")
+	sink := &failingSink{consulSink: consulSink{batches: make(chan Batch, 100)}, fail: []int{2}, err: disk}
+	w := NewConsul(ConsulConfig{Address: f.URL, Wait: time.Second, MinInterval: 10 * time.Millisecond})
+	ctx := zerolog.Nop().WithContext(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Watch(ctx, sink, &lookoutLog{}) }()
+	first := <-sink.batches
+	waitFor(t, "the blocking query", func() bool {
+		return slices.ContainsFunc(f.Requests(), func(r fakeconsul.Request) bool { return r.Index() == 48 })
+	})
+	f.ExpireTTL() // delivered, and refused
+	select {
+	case err := <-done:
+		if !errors.Is(err, disk) {
+			t.Fatalf("Watch returned %v, want the sink's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not end on the sink's failure")
+	}
+	// The supervisor runs the watcher again.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { done <- w.Watch(ctx, sink, &lookoutLog{}) }()
+	var b Batch
+	select {
+	case b = <-sink.batches:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch after the restart")
+	}
+	if changed := consulChanged(t, first, b); len(changed) != 7 {
+		t.Fatalf("after the failed delivery, changed %v, want all 7", changed)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Watch returned %v after cancel", err)
 	}
 }
