@@ -56,7 +56,7 @@ func NewStorage(cfg StorageConfig) (*Storage, error) {
 		return nil, fmt.Errorf("S3 endpoint %q is not an http(s)://host:port URL", cfg.Endpoint)
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = cfg.TLS
+	transport.TLSClientConfig = cfg.TLS.Clone() // its own: HTTP/2 set-up writes into it
 	cli, err := minio.New(u.Host, &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKeyID, cfg.SecretAccessKey, ""),
 		Secure:       u.Scheme == "https",

@@ -72,7 +72,7 @@ func New(cfg Config) (*Client, error) {
 	// Our own HTTP client: the API's default one would read NOMAD_CACERT and
 	// friends, and NOMAD_SKIP_VERIFY, behind the config's back.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = cfg.TLS
+	transport.TLSClientConfig = cfg.TLS.Clone() // its own: HTTP/2 set-up writes into it
 	c, err := api.NewClient(&api.Config{Address: cfg.Address, Region: cfg.Region, Namespace: cfg.Namespace, SecretID: cfg.Token,
 		HttpClient: &http.Client{Transport: transport}})
 	if err != nil {

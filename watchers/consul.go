@@ -87,7 +87,7 @@ func NewConsul(cfg ConsulConfig) *Consul {
 	}
 	if cfg.HTTPClient == nil {
 		transport := http.DefaultTransport.(*http.Transport).Clone()
-		transport.TLSClientConfig = cfg.TLS
+		transport.TLSClientConfig = cfg.TLS.Clone() // its own: HTTP/2 set-up writes into it
 		cfg.HTTPClient = &http.Client{Transport: transport}
 	}
 	return &Consul{cfg: cfg, endpoint: cfg.Address + "/v1/health/state/" + api.HealthAny}

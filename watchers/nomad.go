@@ -183,7 +183,7 @@ func NomadTransport(tlsConfig *tls.Config) *http.Transport {
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 10 * time.Second,
-		TLSClientConfig:     tlsConfig,
+		TLSClientConfig:     tlsConfig.Clone(), // its own: HTTP/2 set-up writes into it
 		// Above the 30s heartbeat: Nomad 1.x sends a stream's headers
 		// with its first line.
 		ResponseHeaderTimeout: time.Minute,

@@ -102,7 +102,7 @@ func pgServer(s config.PGServer) pgserver.Server {
 // context bounds it), the cluster's TLS.
 func clusterClient(tc *tls.Config) *http.Client {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = tc
+	transport.TLSClientConfig = tc.Clone() // its own: HTTP/2 set-up writes into it
 	return &http.Client{Transport: transport}
 }
 
