@@ -107,7 +107,8 @@ func New(cfg Config, st Store) *Engine {
 func (e *Engine) Consume(ctx context.Context, b watchers.Batch) error {
 	return e.write(ctx, func(p *pass) error {
 		if b.Snapshot {
-			p.snapshotKeys = map[checkIdentity][]string{}
+			p.snapshotKeys = make(map[*watchers.Check][]string, len(b.Events))
+			p.seen = make(map[string]bool, len(b.Events))
 		}
 		for i := range b.Events {
 			ev := &b.Events[i]
@@ -182,9 +183,9 @@ type pass struct {
 	flushErr     error
 	// snapshot passes: the keys each check of the snapshot gave (for the
 	// memo, under snapshotSource), and the check being evaluated
-	snapshotKeys   map[checkIdentity][]string
+	snapshotKeys   map[*watchers.Check][]string
 	snapshotSource string
-	eventKeys      *checkIdentity
+	eventKeys      *watchers.Check
 	// prefixes found without live incidents, and the prefixes of the keys
 	// of incidents saved live (which undo such findings), for the memo
 	noLive  map[string]bool

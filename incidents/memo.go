@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigie/vigie/store"
+	"github.com/vigie/vigie/watchers"
 )
 
 // memo keeps in memory what nearly every event looks up, the facts and
@@ -19,7 +20,7 @@ type memo struct {
 	facts  map[factID]memoFact
 	latest map[string]*store.Incident // nil: the key has no incident
 	// by snapshot source, the keys each check of its last snapshot gave
-	snapshots map[string]map[checkIdentity][]string
+	snapshots map[string]map[*watchers.Check][]string
 	// key prefixes known to have no live incident (a job's allocation
 	// incidents, resolved at once when it stops: its every stop event
 	// would look again)
@@ -45,7 +46,7 @@ const memoLimit = 100_000
 const factRefresh = time.Hour
 
 func newMemo() *memo {
-	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}, snapshots: map[string]map[checkIdentity][]string{}, noLive: map[string]bool{}}
+	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}, snapshots: map[string]map[*watchers.Check][]string{}, noLive: map[string]bool{}}
 }
 
 // take keeps what a committed pass read and wrote.

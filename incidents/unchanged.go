@@ -9,19 +9,17 @@ import "github.com/vigie/vigie/watchers"
 // told apart from what it repeats. Its cost follows the changes, not the
 // size of the cluster.
 
-// checkIdentity is a check in a snapshot (unique by namespace, node and
-// check ID in Consul).
-type checkIdentity struct{ namespace, node, checkID string }
-
 // skipUnchanged reports whether a snapshot's event can be skipped: the
-// watcher says it is unchanged, and the memo has the keys it gave in the
-// last committed snapshot of source (an engine started afresh has not).
-// The keys are counted as seen.
+// watcher says it is unchanged, and the memo has the keys its Check gave
+// in the last committed snapshot of source (an engine started afresh has
+// not). Checks are known by pointer: the watcher hands an unchanged
+// check's Check again, never changed (a watcher that did not would only
+// have every check evaluated). The keys are counted as seen.
 func (p *pass) skipUnchanged(source string, ev *watchers.Event) bool {
 	if ev.Check == nil {
 		return false
 	}
-	id := checkIdentity{ev.Namespace, ev.Check.Node, ev.Check.CheckID}
+	id := ev.Check
 	if ev.Unchanged {
 		if keys, ok := p.e.memo.snapshots[source][id]; ok {
 			p.snapshotKeys[id] = keys
@@ -35,7 +33,7 @@ func (p *pass) skipUnchanged(source string, ev *watchers.Event) bool {
 		}
 	}
 	// Evaluated: apply records the keys it gives.
-	p.eventKeys = &id
+	p.eventKeys = id
 	p.snapshotKeys[id] = nil
 	return false
 }
@@ -43,6 +41,6 @@ func (p *pass) skipUnchanged(source string, ev *watchers.Event) bool {
 // keyGiven records a key an evaluated snapshot event gave.
 func (p *pass) keyGiven(key string) {
 	if p.eventKeys != nil {
-		p.snapshotKeys[*p.eventKeys] = append(p.snapshotKeys[*p.eventKeys], key)
+		p.snapshotKeys[p.eventKeys] = append(p.snapshotKeys[p.eventKeys], key)
 	}
 }

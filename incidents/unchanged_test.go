@@ -21,10 +21,12 @@ func (r countingRule) Evaluate(ev *watchers.Event) []Signal {
 	return r.checkRule.Evaluate(ev)
 }
 
-func snapshotBatch(unchanged bool, checks ...watchers.Check) watchers.Batch {
+// snapshotBatch is a snapshot of checks; as the watcher does, an
+// unchanged check is the same Check as before.
+func snapshotBatch(unchanged bool, checks ...*watchers.Check) watchers.Batch {
 	var evs []watchers.Event
 	for _, c := range checks {
-		evs = append(evs, watchers.Event{Source: "consul", Topic: "Check", Type: c.Status, Unchanged: unchanged, Check: &c})
+		evs = append(evs, watchers.Event{Source: "consul", Topic: "Check", Type: c.Status, Unchanged: unchanged, Check: c})
 	}
 	return watchers.Batch{Snapshot: true, Cursor: watchers.Cursor{Name: "consul", Index: 50}, Events: evs}
 }
@@ -35,8 +37,8 @@ func snapshotBatch(unchanged bool, checks ...watchers.Check) watchers.Batch {
 func TestSnapshotSkipsUnchangedChecks(t *testing.T) {
 	var evaluated atomic.Int64
 	f := newFixture(t, func(c *Config) { c.Rules = []Rule{countingRule{n: &evaluated}} })
-	a := watchers.Check{Node: "vm", CheckID: "a", Status: "critical", Output: "down"}
-	b := watchers.Check{Node: "vm", CheckID: "b", Status: "passing"}
+	a := &watchers.Check{Node: "vm", CheckID: "a", Status: "critical", Output: "down"}
+	b := &watchers.Check{Node: "vm", CheckID: "b", Status: "passing"}
 	consume := func(e *Engine, batch watchers.Batch) {
 		t.Helper()
 		if err := e.Consume(t.Context(), batch); err != nil {
@@ -49,9 +51,9 @@ func TestSnapshotSkipsUnchangedChecks(t *testing.T) {
 	}
 
 	// The same two, unchanged, and a new failing one: only that is evaluated.
-	c := watchers.Check{Node: "vm", CheckID: "c", Status: "critical", Output: "down too"}
+	c := &watchers.Check{Node: "vm", CheckID: "c", Status: "critical", Output: "down too"}
 	batch := snapshotBatch(true, a, b)
-	batch.Events = append(batch.Events, watchers.Event{Source: "consul", Topic: "Check", Type: "critical", Check: &c})
+	batch.Events = append(batch.Events, watchers.Event{Source: "consul", Topic: "Check", Type: "critical", Check: c})
 	consume(f.e, batch)
 	if got := evaluated.Load(); got != 3 {
 		t.Fatalf("second snapshot: %d checks evaluated in all, want 3", got)
