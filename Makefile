@@ -25,13 +25,20 @@ check:
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -short ./...
 
 fuzz:
-	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./commands/
-	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzRender -fuzztime=$(FUZZTIME) ./render/
-	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzExcerpt -fuzztime=$(FUZZTIME) ./render/
-	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) ./config/
-	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzClosest -fuzztime=$(FUZZTIME) ./internal/suggest/
-	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzNomadFrame -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./watchers/
-	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz=FuzzRenderIncident -fuzztime=$(FUZZTIME) ./incidents/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./commands/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzRender$$' -fuzztime=$(FUZZTIME) ./render/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzExcerpt$$' -fuzztime=$(FUZZTIME) ./render/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./config/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzClosest$$' -fuzztime=$(FUZZTIME) ./internal/suggest/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzNomadFrame$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./watchers/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzNomadJSONValidity$$' -fuzztime=$(FUZZTIME) ./watchers/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzConsulSplit$$' -fuzztime=$(FUZZTIME) ./watchers/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzRenderIncident$$' -fuzztime=$(FUZZTIME) ./incidents/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParseClusterData$$' -fuzztime=$(FUZZTIME) ./stolon/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./backups/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzCountArchiveRows$$' -fuzztime=$(FUZZTIME) ./backups/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/snaparchive/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParseSums$$' -fuzztime=$(FUZZTIME) ./internal/snaparchive/
 
 bench:
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -bench=. -benchmem ./...
