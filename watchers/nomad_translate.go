@@ -1052,48 +1052,31 @@ func (d *nomadDecoder) boolPtr(v *fastjson.Value, dst **bool, field string) {
 }
 
 func (d *nomadDecoder) uint64(v *fastjson.Value, dst *uint64, field string) {
-	switch v.Type() {
-	case fastjson.TypeNull:
-	case fastjson.TypeNumber:
-		// fastjson's integer parsing is strconv's.
-		n, err := v.Uint64()
-		if err != nil {
-			d.fail(v, "uint64", field)
-			return
-		}
-		*dst = n
-	default:
-		d.fail(v, "uint64", field)
-	}
+	integer(d, v, dst, field, "uint64", v.Uint64)
 }
 
 func (d *nomadDecoder) int64(v *fastjson.Value, dst *int64, field string) {
-	switch v.Type() {
-	case fastjson.TypeNull:
-	case fastjson.TypeNumber:
-		n, err := v.Int64()
-		if err != nil {
-			d.fail(v, "int64", field)
-			return
-		}
-		*dst = n
-	default:
-		d.fail(v, "int64", field)
-	}
+	integer(d, v, dst, field, "int64", v.Int64)
 }
 
 func (d *nomadDecoder) int(v *fastjson.Value, dst *int, field string) {
+	integer(d, v, dst, field, "int", v.Int)
+}
+
+// integer reads a JSON integer with parse (fastjson's integer parsing is
+// strconv's); null leaves dst as it is.
+func integer[T any](d *nomadDecoder, v *fastjson.Value, dst *T, field, kind string, parse func() (T, error)) {
 	switch v.Type() {
 	case fastjson.TypeNull:
 	case fastjson.TypeNumber:
-		n, err := v.Int()
+		n, err := parse()
 		if err != nil {
-			d.fail(v, "int", field)
+			d.fail(v, kind, field)
 			return
 		}
 		*dst = n
 	default:
-		d.fail(v, "int", field)
+		d.fail(v, kind, field)
 	}
 }
 

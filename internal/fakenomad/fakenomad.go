@@ -556,14 +556,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	bw := bufio.NewWriter(w)
 	for {
 		s.mu.Lock()
+		silenced, dropped := st.silenced, st.dropped
+		if dropped { // before reading items: a Restart may have replaced them
+			s.mu.Unlock()
+			return
+		}
 		todo := s.items[pos:]
 		from := pos
 		pos = len(s.items)
-		silenced, dropped := st.silenced, st.dropped
 		s.mu.Unlock()
-		if dropped {
-			return
-		}
 		if silenced {
 			select {
 			case <-r.Context().Done():
