@@ -180,6 +180,7 @@ type pass struct {
 	// incident changes save kept back for flush, in the order first saved
 	unsaved      map[int64]*unsavedIncident
 	unsavedOrder []int64
+	addedFacts   []store.Fact
 	flushErr     error
 	// snapshot passes: the keys each check of the snapshot gave (for the
 	// memo, under snapshotSource), and the check being evaluated

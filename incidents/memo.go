@@ -159,9 +159,7 @@ func (p *pass) addFact(ctx context.Context, kind, key, value string) error {
 	if f, ok := p.cachedFact(id); ok && f.found {
 		return nil
 	}
-	if err := p.tx.AddFact(ctx, kind, key, value); err != nil {
-		return err
-	}
+	p.addedFacts = append(p.addedFacts, store.Fact{Kind: kind, Key: key, Value: value}) // written by flush, in one statement
 	p.noteFact(id, memoFact{value: value, found: true})
 	return nil
 }
@@ -257,11 +255,13 @@ func (p *pass) save(ctx context.Context, in *store.Incident) error {
 			p.unsaved[in.ID] = u
 			p.unsavedOrder = append(p.unsavedOrder, in.ID)
 		}
-		c := cloneIncident(in)
-		u.now = &c
+	}
+	// One copy for both: neither is ever changed, the next save replaces it.
+	c := cloneIncident(in)
+	if !inserted {
+		p.unsaved[in.ID].now = &c
 	}
 	if inserted || known && (cur == nil || cur.ID <= in.ID) {
-		c := cloneIncident(in)
 		p.noteLatest(in.Key, &c)
 	}
 	return nil
@@ -271,8 +271,14 @@ func (p *pass) save(ctx context.Context, in *store.Incident) error {
 // row as stored when known (only what changed is written).
 type unsavedIncident struct{ now, stored *store.Incident }
 
-// flush writes the changes save kept back.
+// flush writes the changes save and addFact kept back.
 func (p *pass) flush(ctx context.Context) error {
+	if len(p.addedFacts) > 0 {
+		if err := p.tx.AddFacts(ctx, p.addedFacts); err != nil {
+			return err
+		}
+		p.addedFacts = nil
+	}
 	for _, id := range p.unsavedOrder {
 		u := p.unsaved[id]
 		if err := p.tx.SaveIncidentOver(ctx, u.now, u.stored); err != nil {

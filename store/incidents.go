@@ -402,10 +402,23 @@ func (t *Tx) SetFact(ctx context.Context, kind, key, value string) error {
 	return err
 }
 
-// AddFact remembers a fact unless one is already remembered for its key.
-func (t *Tx) AddFact(ctx context.Context, kind, key, value string) error {
-	_, err := exec(ctx, t, `INSERT INTO facts (kind, key, value, updated_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (kind, key) DO NOTHING`, kind, key, value, t.now)
+// Fact is a remembered fact.
+type Fact struct{ Kind, Key, Value string }
+
+// AddFacts remembers facts, each unless one is already remembered for its
+// key, in one statement.
+func (t *Tx) AddFacts(ctx context.Context, facts []Fact) error {
+	rows := make([][3]string, len(facts))
+	for i, f := range facts {
+		rows[i] = [3]string{f.Kind, f.Key, f.Value}
+	}
+	list, err := json.Marshal(rows)
+	if err != nil {
+		return err
+	}
+	_, err = exec(ctx, t, `INSERT INTO facts (kind, key, value, updated_at)
+		SELECT value->>0, value->>1, value->>2, ? FROM json_each(?) WHERE true
+		ON CONFLICT (kind, key) DO NOTHING`, t.now, string(list)) // text: a blob would be taken for JSONB
 	return err
 }
 

@@ -550,3 +550,31 @@ func TestLiveIncidentsWithPrefix(t *testing.T) {
 		t.Fatalf("plan %q, %v", plan, err)
 	}
 }
+
+// AddFacts adds facts in one statement, keeping those already remembered.
+func TestAddFacts(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	err := s.InTx(ctx, func(tx *Tx) error {
+		if err := tx.SetFact(ctx, "alloc", "a1", "default/web"); err != nil {
+			return err
+		}
+		return tx.AddFacts(ctx, []Fact{{"alloc", "a1", "default/other"}, {"alloc", "a2", `default/"quoted"`}, {"drain", "a1", "1"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[[2]string]string{{"alloc", "a1"}: "default/web", {"alloc", "a2"}: `default/"quoted"`, {"drain", "a1"}: "1"}
+	err = s.InTx(ctx, func(tx *Tx) error {
+		for k, v := range want {
+			got, ok, err := tx.Fact(ctx, k[0], k[1])
+			if err != nil || !ok || got != v {
+				t.Errorf("fact %v: %q, %v, %v; want %q", k, got, ok, err, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
