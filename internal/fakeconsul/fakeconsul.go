@@ -536,19 +536,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	var timeout <-chan time.Time
-	if minIndex > 0 {
-		if wait <= 0 {
-			wait = defaultWait
-		}
-		wait = min(wait, maxWait)
-		if wait >= 16 {
-			wait += rand.N(wait / 16) // Consul's lib.RandomStagger(wait/16)
-		}
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timeout = t.C
-	}
+	timeout, stop := waitTimer(minIndex, wait)
+	defer stop()
 wake:
 	for {
 		s.mu.Lock()
@@ -668,4 +657,22 @@ func plain(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = fmt.Fprint(w, body)
+}
+
+// waitTimer ends a blocking query: after wait (Consul's default when 0, at
+// most its maximum) plus Consul's stagger of up to wait/16. A plain read
+// (minIndex 0) never times out: nil. stop releases the timer.
+func waitTimer(minIndex uint64, wait time.Duration) (timeout <-chan time.Time, stop func()) {
+	if minIndex == 0 {
+		return nil, func() {}
+	}
+	if wait <= 0 {
+		wait = defaultWait
+	}
+	wait = min(wait, maxWait)
+	if wait >= 16 {
+		wait += rand.N(wait / 16) // Consul's lib.RandomStagger(wait/16)
+	}
+	t := time.NewTimer(wait)
+	return t.C, func() { t.Stop() }
 }

@@ -54,7 +54,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"path"
@@ -606,19 +605,8 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request, q url.Values, key
 	s.mu.Lock()
 	restores := s.kv.restores
 	s.mu.Unlock()
-	var timeout <-chan time.Time
-	if minIndex > 0 {
-		if wait <= 0 {
-			wait = defaultWait
-		}
-		wait = min(wait, maxWait)
-		if wait >= 16 {
-			wait += rand.N(wait / 16) // Consul's lib.RandomStagger(wait/16)
-		}
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timeout = t.C
-	}
+	timeout, stop := waitTimer(minIndex, wait)
+	defer stop()
 	// blockingquery.Query: a missing key seen missing twice pins the index,
 	// so that writes to other keys do not end the query.
 	var res kvResult
