@@ -45,6 +45,7 @@ type Config struct {
 	S3       S3       `toml:"s3"`
 	Garage   Garage   `toml:"garage"`
 	Stolon   Stolon   `toml:"stolon"`
+	HA       HA       `toml:"ha"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -241,6 +242,7 @@ func Default() *Config {
 		},
 		Backups: Backups{PartSizeMiB: 16, ParallelParts: 2, Timeout: Duration{6 * time.Hour}},
 		S3:      S3{Region: "garage", Prefix: "vigie"},
+		HA:      haDefaults,
 	}
 }
 
@@ -271,7 +273,9 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	c.applyEnv(getenv, d)
 	c.backupDefaults()
 	c.stolonDefaults()
+	c.haDefaults(os.Hostname)
 	c.validate(d)
+	c.validateHA(d)
 	if path != "" {
 		c.resolvePaths(path)
 	}

@@ -74,6 +74,12 @@ func (c *Config) Summary() string {
 		line("  failover", "catch up within %s, new master within %s, old one back within %s",
 			s.CatchUpTimeout, s.FailoverTimeout, s.RejoinTimeout)
 	}
+	if h := c.HA; h.Enabled {
+		line("ha", "instance %s, lock %s (session TTL %s, lock delay %s), state to s3 %s every %s",
+			h.Instance, h.LockKey, h.SessionTTL, h.LockDelay, c.ReplicaPrefix(), h.ReplicateInterval)
+	} else {
+		line("ha", "off (one instance)")
+	}
 	return b.String()
 }
 
