@@ -36,6 +36,7 @@ fuzz:
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzRenderIncident$$' -fuzztime=$(FUZZTIME) ./incidents/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParseClusterData$$' -fuzztime=$(FUZZTIME) ./stolon/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./backups/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzManifest$$' -fuzztime=$(FUZZTIME) ./replica/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzCountArchiveRows$$' -fuzztime=$(FUZZTIME) ./backups/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/snaparchive/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParseSums$$' -fuzztime=$(FUZZTIME) ./internal/snaparchive/
