@@ -42,6 +42,10 @@ type Config struct {
 	EventGrace      time.Duration // accept commands sent up to this long before the start
 	DataDir         string        // the crypto store lives here
 	Started         time.Time     // process start; older commands are ignored
+	// AdoptSince, when set, is when the last leader's replicated state was
+	// taken: its messages sent since are found in the rooms at start, so
+	// that they are not sent again.
+	AdoptSince time.Time
 }
 
 // State is what the bot persists: its session, and the echoes of the
@@ -77,6 +81,7 @@ type Bot struct {
 	firstSync sync.Once
 	outage    outage
 	echoes    *echoes
+	adopted   *adopted // nil: not a takeover
 }
 
 // New creates a bot; Start logs it in. incidents may be nil.
@@ -111,6 +116,11 @@ func (b *Bot) Start(ctx context.Context) error {
 	if b.cfg.Encryption {
 		if err := b.setupCrypto(ctx); err != nil {
 			return err
+		}
+	}
+	if !b.cfg.AdoptSince.IsZero() {
+		if err := b.adopt(ctx, b.cfg.AdoptSince); err != nil {
+			return fmt.Errorf("read what the last leader sent: %w", err)
 		}
 	}
 	syncer.OnSync(b.onSync)

@@ -38,7 +38,17 @@ func (b *Bot) Deliver(ctx context.Context, d outbox.Delivery) (string, error) {
 	case d.ReplyTo != "":
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: id.EventID(d.ReplyTo)}}
 	}
-	resp, err := b.cli.SendMessageEvent(ctx, id.RoomID(d.Room), event.EventMessage, content, mautrix.ReqSendEvent{TransactionID: d.TxnID})
+	var body any = content
+	if d.Key != "" {
+		if b.adopted != nil {
+			if eventID, ok := b.adopted.take(d.Room, d.Key); ok {
+				b.log.Info().Int64("outbox_id", d.ID).Str("event_id", eventID).Msg("The last leader had sent this message; not sending it again")
+				return eventID, nil
+			}
+		}
+		body = &event.Content{Parsed: content, Raw: map[string]any{keyField: d.Key}}
+	}
+	resp, err := b.cli.SendMessageEvent(ctx, id.RoomID(d.Room), event.EventMessage, body, mautrix.ReqSendEvent{TransactionID: d.TxnID})
 	if err != nil {
 		return "", classify(err)
 	}

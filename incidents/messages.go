@@ -41,6 +41,7 @@ func (p *pass) post(ctx context.Context, in *store.Incident, detail *Detail) err
 			continue
 		}
 		msg := p.e.message(r.Transport, r.Room, renderIncident(in, p.now))
+		msg.Key = rootKey(in)
 		id, err := p.enqueue(ctx, msg)
 		if err != nil {
 			return err
@@ -76,6 +77,15 @@ func (p *pass) roomFull(ctx context.Context, r Route) (bool, error) {
 func (e *Engine) message(transport, room string, nodes ...render.Node) store.OutMessage {
 	m := render.RenderLimit(e.cfg.MaxMessageBytes, nodes...)
 	return store.OutMessage{Transport: transport, Room: room, Plain: m.Plain, HTML: m.HTML}
+}
+
+// rootKey and threadKey name an incident's message and the lines of its
+// thread alike on every instance (store.OutMessage.Key): by the
+// incident's key, and a line by its text.
+func rootKey(in *store.Incident) string { return "incident/" + in.Key }
+
+func threadKey(in *store.Incident, m store.OutMessage) string {
+	return "thread/" + in.Key + "/" + strconv.FormatUint(uint64(contentHash(m)), 36)
 }
 
 // contentHash identifies a message's content, so that an edit identical
@@ -148,6 +158,7 @@ func (p *pass) thread(ctx context.Context, in *store.Incident, detail render.Nod
 		}
 		out := p.e.message(m.Transport, m.Room, detail)
 		out.ThreadRoot = m.OutboxID
+		out.Key = threadKey(in, out)
 		if _, err := p.enqueue(ctx, out); err != nil {
 			return err
 		}

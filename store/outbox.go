@@ -19,10 +19,13 @@ const (
 
 // OutMessage is one outgoing message as persisted in the outbox.
 type OutMessage struct {
-	ID          int64
-	Transport   string // "matrix", "console"
-	Room        string
-	TxnID       string // assigned by Enqueue; reused on every retry
+	ID        int64
+	Transport string // "matrix", "console"
+	Room      string
+	TxnID     string // assigned by Enqueue; reused on every retry
+	// Key says what the message is, alike on every instance (see
+	// migration 9); "" for none.
+	Key         string
 	Plain       string
 	HTML        string
 	ReplyTo     string // remote event this message answers, if any
@@ -61,9 +64,9 @@ func (t *Tx) enqueue(ctx context.Context, msgs []OutMessage) ([]int64, error) {
 			return nil, err
 		}
 		res, err := exec(ctx, t,
-			`INSERT INTO outbox (transport, room, txn_id, plain, html, reply_to, edit_of, thread_root, created_at)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.Transport, m.Room, txn, m.Plain, m.HTML, m.ReplyTo, nullID(m.EditOf), nullID(m.ThreadRoot), t.now)
+			`INSERT INTO outbox (transport, room, txn_id, message_key, plain, html, reply_to, edit_of, thread_root, created_at)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.Transport, m.Room, txn, m.Key, m.Plain, m.HTML, m.ReplyTo, nullID(m.EditOf), nullID(m.ThreadRoot), t.now)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue: %w", err)
 		}
@@ -163,7 +166,7 @@ func (s *Store) finish(ctx context.Context, id int64, state, remoteID, reason st
 	return nil
 }
 
-const selectOutbox = `SELECT id, transport, room, txn_id, plain, html, reply_to, COALESCE(edit_of, 0), COALESCE(thread_root, 0),
+const selectOutbox = `SELECT id, transport, room, txn_id, message_key, plain, html, reply_to, COALESCE(edit_of, 0), COALESCE(thread_root, 0),
 	state, remote_id, attempts, attempted_at, last_error, created_at FROM outbox`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -171,7 +174,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanOutMessage(row scanner) (OutMessage, error) {
 	var m OutMessage
 	var created, attempted int64
-	err := row.Scan(&m.ID, &m.Transport, &m.Room, &m.TxnID, &m.Plain, &m.HTML, &m.ReplyTo, &m.EditOf, &m.ThreadRoot,
+	err := row.Scan(&m.ID, &m.Transport, &m.Room, &m.TxnID, &m.Key, &m.Plain, &m.HTML, &m.ReplyTo, &m.EditOf, &m.ThreadRoot,
 		&m.State, &m.RemoteID, &m.Attempts, &attempted, &m.LastError, &created)
 	m.CreatedAt, m.AttemptedAt = time.UnixMilli(created), ms(attempted)
 	return m, err
