@@ -9,7 +9,8 @@
 // token, node and service maintenance, and injected failures. What it does
 // not: ?filter= and ?node-meta= are ignored, ?near= does not sort, and every
 // other endpoint but GET /v1/snapshot (snapshot.go), the KV store /v1/kv/
-// (kv.go) and /v1/status/leader answers 404.
+// (kv.go), sessions /v1/session/ (session.go) and /v1/status/leader
+// answers 404.
 package fakeconsul
 
 import (
@@ -150,6 +151,7 @@ type Server struct {
 	requests []Request
 	snap     snapshotState // GET /v1/snapshot, snapshot.go
 	kv       kvState       // /v1/kv/, kv.go
+	sess     sessionState  // /v1/session/ and the clock, session.go
 }
 
 // New starts a fake holding the captured state at IndexBefore, without ACLs.
@@ -161,6 +163,7 @@ func New() *Server {
 	}
 	s.index, s.checks = IndexBefore, checks
 	s.kvInit()
+	s.sessionInit()
 	if s.srv, err = restartable.Start(http.HandlerFunc(s.serve)); err != nil {
 		panic("fakeconsul: " + err.Error()) // as httptest does: no loopback port
 	}
@@ -168,18 +171,26 @@ func New() *Server {
 	return s
 }
 
-// Close stops the server; blocked queries see their connection drop.
+// Close stops the server; blocked queries see their connection drop, and
+// no session expires any more.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.done) })
+	s.sessionsClose()
 	s.srv.Stop()
 }
 
-// Stop takes the agent down: connections are refused, blocked queries cut.
-func (s *Server) Stop() { s.srv.Stop() }
+// Stop takes the agent down: connections are refused, blocked queries cut,
+// and, with no leader, no session expires.
+func (s *Server) Stop() {
+	s.sessionsStop()
+	s.srv.Stop()
+}
 
 // Restart brings a stopped agent back on the same address as a new agent
 // (a dev agent, or one whose data was lost): its state is body at index,
-// whatever came before, and it remembers no earlier query.
+// whatever came before, and it remembers no earlier query. The KV store
+// and the sessions are kept; as a new Consul leader does, every session
+// TTL starts again and lock delays are forgotten.
 func (s *Server) Restart(index uint64, body []byte) error {
 	cs, err := parseChecks(body)
 	if err != nil {
@@ -188,6 +199,7 @@ func (s *Server) Restart(index uint64, body []byte) error {
 	s.mu.Lock()
 	s.index, s.checks = index, cs
 	s.notify()
+	s.sessionsRestart()
 	s.mu.Unlock()
 	return s.srv.Restart()
 }
@@ -302,7 +314,8 @@ func (s *Server) replace(index uint64, checks []check) {
 }
 
 // UpdateCheck sets a check's status and output, as a TTL update or a check
-// run does, and bumps the index.
+// run does, and bumps the index. A critical check invalidates the sessions
+// tied to it (e.g. serfHealth: the node died), at the same index.
 func (s *Server) UpdateCheck(node, checkID, status, output string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -310,7 +323,7 @@ func (s *Server) UpdateCheck(node, checkID, status, output string) error {
 	if i < 0 {
 		return fmt.Errorf("fakeconsul: no check %q on node %q", checkID, node)
 	}
-	s.bump()
+	s.bumpForCheck(node, checkID, status == api.HealthCritical)
 	c := s.checks[i]
 	c.set("Status", status)
 	c.set("Output", output)
@@ -338,7 +351,8 @@ func (s *Server) AddCheck(hc api.HealthCheck) {
 	s.put(c)
 }
 
-// RemoveCheck deregisters a check and bumps the index.
+// RemoveCheck deregisters a check and bumps the index, invalidating the
+// sessions tied to it.
 func (s *Server) RemoveCheck(node, checkID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -346,7 +360,7 @@ func (s *Server) RemoveCheck(node, checkID string) error {
 	if i < 0 {
 		return fmt.Errorf("fakeconsul: no check %q on node %q", checkID, node)
 	}
-	s.bump()
+	s.bumpForCheck(node, checkID, true)
 	s.checks = slices.Delete(s.checks, i, i+1)
 	s.notify()
 	return nil
@@ -404,9 +418,10 @@ func (s *Server) RemoveMaintenance(node, serviceID string) {
 	_ = s.RemoveCheck(node, id) // absent: nothing to do
 }
 
-// put registers c at a new index; s.mu is held.
+// put registers c at a new index (a critical check invalidates the
+// sessions tied to it); s.mu is held.
 func (s *Server) put(c check) {
-	s.bump()
+	s.bumpForCheck(c.str("Node"), c.str("CheckID"), c.str("Status") == api.HealthCritical)
 	c.set("CreateIndex", s.index)
 	c.set("ModifyIndex", s.index)
 	if i := s.find(c.str("Node"), c.str("CheckID")); i >= 0 {
@@ -459,6 +474,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.serveKV(w, r, token) { // kv.go, once the KV store is on
+		return
+	}
+	if s.serveSession(w, r, token) { // session.go
 		return
 	}
 	state, ok := strings.CutPrefix(r.URL.Path, "/v1/health/state/")

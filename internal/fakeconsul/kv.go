@@ -22,9 +22,10 @@ package fakeconsul
 //   - PUT with ?flags and ?cas (0: create only), DELETE with ?recurse and
 //     ?cas (a CAS delete of a missing key answers true, as in Consul), the
 //     512 KiB value limit (413), Consul's answers to bad parameters.
-//   - One raft index: a write takes the next index above the KV's and the
-//     health state's (a failed CAS or an unchanged write uses one up, as in
-//     Consul); health writes do not look at the KV's index, though.
+//   - One raft index, shared with sessions: a write takes the next index
+//     above the KV's and the health state's (a failed CAS or an unchanged
+//     write uses one up, as in Consul); health writes do not look at the
+//     KV's index, though, unless a check write invalidates a session.
 //   - ACLs: key_prefix read/write rules per token (SetKVPrefixes) resolved
 //     as Consul does (longest prefix wins, default deny). A key the token
 //     may not read answers 403 "Permission denied: …" (KVS.Get checks
@@ -32,13 +33,20 @@ package fakeconsul
 //     may not read (404 when nothing is left), a write outside its rules
 //     answers 403 "Permission denied: …", an unknown token "ACL not found".
 //   - Injected failures of its own (FailNextKV), apart from health's.
+//   - Session locks: PUT ?acquire=<session> (200 true/false, LockIndex
+//     counting acquisitions, the key's Session set) and ?release=<session>
+//     (Session cleared), both writing the request's value and flags, as
+//     Consul's kvsLockTxn and kvsUnlockTxn do; an acquire refused by a
+//     lock delay (see session.go) answers false without a raft index; an
+//     acquire with an unknown or empty session answers 500 "raft apply
+//     failed: invalid session \"<id>\"" or "… missing session", a release
+//     that does not hold the key false.
 //
 // Server.Index stays the health state's index; KVIndex is the KV's.
 //
 // Deviations:
-//   - Session locking (?acquire, ?release) answers 500 "session locking is
-//     not implemented by the fake"; sessions loaded by LoadKV are kept as
-//     data but never expire, and there is no /v1/session/.
+//   - The Session of entries loaded by LoadKV is kept as data: no live
+//     session holds them (see session.go for live ones).
 //   - Tombstones are never reaped (Consul reaps them after its 15 min
 //     TombstoneTTL), and Restart leaves the KV store as it was.
 //   - A query abandoned by a restore (see LoadKV) answers the new state;
@@ -67,9 +75,6 @@ import (
 // KVMaxValueSize is Consul's default limit on a value, limits.kv_max_value_size
 // (raft.SuggestedMaxDataSize, 512 KiB).
 const KVMaxValueSize = 512 * 1024
-
-// The fake's own answer to ?acquire and ?release.
-const errSessionLocking = "session locking is not implemented by the fake"
 
 //go:embed testdata/stolon/*.kv.json
 var stolonStates embed.FS
@@ -350,11 +355,15 @@ func (a kvAccess) writePrefix(prefix string) bool {
 }
 
 // denied is Consul's PermissionDeniedError text for a key.
-func (a kvAccess) denied(level, key string) string {
+func (a kvAccess) denied(level, key string) string { return a.deniedOn("key", level, key) }
+
+// deniedOn is Consul's PermissionDeniedError text for a resource ("key",
+// "session") and a name.
+func (a kvAccess) deniedOn(resource, level, name string) string {
 	if a.accessor == "" {
-		return fmt.Sprintf("Permission denied: anonymous token lacks permission 'key:%s' on %q. The anonymous token is used implicitly when a request does not specify a token.", level, key)
+		return fmt.Sprintf("Permission denied: anonymous token lacks permission '%s:%s' on %q. The anonymous token is used implicitly when a request does not specify a token.", resource, level, name)
 	}
-	return fmt.Sprintf("Permission denied: token with AccessorID '%s' lacks permission 'key:%s' on %q", a.accessor, level, key)
+	return fmt.Sprintf("Permission denied: token with AccessorID '%s' lacks permission '%s:%s' on %q", a.accessor, resource, level, name)
 }
 
 // serveKV serves /v1/kv/ once the KV store is on and reports whether it
@@ -772,7 +781,11 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request, q url.Values, key
 		return
 	}
 	if acquire || release {
-		plain(w, http.StatusInternalServerError, errSessionLocking)
+		sessionID := q.Get("release")
+		if acquire {
+			sessionID = q.Get("acquire")
+		}
+		s.kvLock(w, q, key, value, flags, acquire, sessionID) // session.go holds the sessions
 		return
 	}
 
@@ -848,4 +861,58 @@ func (s *Server) kvDeleteRequest(w http.ResponseWriter, q url.Values, key string
 	}
 	s.mu.Unlock()
 	writeJSON(w, q, done)
+}
+
+// kvLock serves PUT ?acquire and ?release once the request passed the ACL
+// check: Consul's kvsPreApply lock-delay check, then the state store's
+// kvsLockTxn or kvsUnlockTxn. The value and flags are the request's.
+func (s *Server) kvLock(w http.ResponseWriter, q url.Values, key string, value []byte, flags uint64, acquire bool, sessionID string) {
+	s.mu.Lock()
+	if acquire && s.lockDelayed(key) {
+		s.mu.Unlock()
+		writeJSON(w, q, false) // refused before raft: no index used
+		return
+	}
+	idx := s.kvNext()
+	done, err := s.kvLockTxn(idx, key, value, flags, acquire, sessionID)
+	s.mu.Unlock()
+	if err != nil {
+		plain(w, http.StatusInternalServerError, "raft apply failed: "+err.Error())
+		return
+	}
+	writeJSON(w, q, done)
+}
+
+// kvLockTxn is kvsLockTxn (acquire) or kvsUnlockTxn at raft index idx;
+// s.mu is held.
+func (s *Server) kvLockTxn(idx uint64, key string, value []byte, flags uint64, acquire bool, sessionID string) (bool, error) {
+	if sessionID == "" {
+		return false, errors.New("missing session")
+	}
+	old, exists := s.kv.entries[key]
+	e := kvEntry{Key: key, Flags: flags, Value: value}
+	if !acquire {
+		if !exists || old.Session != sessionID {
+			return false, nil
+		}
+		e.LockIndex = old.LockIndex
+		s.kvSet(idx, e)
+		return true, nil
+	}
+	if s.sess.sessions[sessionID] == nil {
+		return false, fmt.Errorf("invalid session %#v", sessionID)
+	}
+	switch {
+	case !exists:
+		e.LockIndex = 1
+	case old.Session == sessionID: // already held: good to go
+		e.LockIndex = old.LockIndex
+	case old.Session != "":
+		return false, nil // someone else holds it
+	default:
+		e.LockIndex = old.LockIndex + 1
+	}
+	e.Session = sessionID
+	s.kvSet(idx, e)
+	return true, nil
 }

@@ -582,8 +582,9 @@ func TestKVParametersAsConsul(t *testing.T) {
 		{"PUT", "/v1/kv/x?flags=abc", 500, `strconv.ParseUint: parsing "abc": invalid syntax`},
 		{"PUT", "/v1/kv/x?cas=-1", 500, `strconv.ParseUint: parsing "-1": invalid syntax`},
 		{"PUT", "/v1/kv/x?cas=1&acquire=a", 400, "Conflicting flags: acquire=a&cas=1\n"},
-		{"PUT", "/v1/kv/x?acquire=8c5bd4ee-0000-0000-0000-000000000000", 500, "session locking is not implemented by the fake"},
-		{"PUT", "/v1/kv/x?release=8c5bd4ee-0000-0000-0000-000000000000", 500, "session locking is not implemented by the fake"},
+		{"PUT", "/v1/kv/x?acquire=8c5bd4ee-0000-0000-0000-000000000000", 500, `raft apply failed: invalid session "8c5bd4ee-0000-0000-0000-000000000000"`},
+		{"PUT", "/v1/kv/x?acquire=", 500, "raft apply failed: missing session"},
+		{"PUT", "/v1/kv/x?release=8c5bd4ee-0000-0000-0000-000000000000", 200, "false"},
 		{"POST", "/v1/kv/x", 405, "method POST not allowed"},
 		{"OPTIONS", "/v1/kv/x", 200, ""},
 	} {
