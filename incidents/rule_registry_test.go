@@ -8,8 +8,8 @@ import (
 func TestRuleRegistry(t *testing.T) {
 	all := []string{
 		"alloc-failed", "alloc-lost", "alloc-oom", "backup-failed", "backup-stale", "backup-verify-failed", "consul-check", "consul-maintenance", "consul-service-empty",
-		"deployment-failed", "eval-blocked", "job-stopped", "node-down", "node-unschedulable",
-		"restarts-exhausted", "source-blind", "source-partial", "source-rewound",
+		"deployment-failed", "eval-blocked", "job-stopped", "leader-took-over", "node-down", "node-unschedulable",
+		"restarts-exhausted", "source-blind", "source-partial", "source-rewound", "state-lost",
 		"stolon-fence-left", "stolon-keeper-unhealthy", "stolon-master-changed", "stolon-no-sentinel-leader", "stolon-phase",
 		"stolon-postgres-unhealthy", "stolon-proxy-behind", "stolon-standby-lag", "stolon-sync-standbys", "task-restarting",
 	}

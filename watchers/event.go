@@ -56,6 +56,7 @@ type Event struct {
 	Sight      *Sight
 	Backup     *Backup
 	Stolon     *Stolon
+	Leader     *Leadership
 }
 
 // TopicSight is the topic of events about Vigie's own view of a source.
@@ -316,4 +317,26 @@ type StolonProxy struct {
 	// BehindSince is when it stopped routing to the current master; zero
 	// while it follows.
 	BehindSince time.Time
+}
+
+// TopicLeader is the topic of events about Vigie's own leadership, when
+// several instances run ([ha]).
+const TopicLeader = "Leader"
+
+// Leader event types.
+const (
+	LeaderTookOver  = "took-over"  // this instance leads, from the state it restored
+	LeaderStateLost = "state-lost" // it leads without the last leader's state
+)
+
+// Leadership is news of a takeover: who leads, from what state.
+type Leadership struct {
+	Instance string
+	Term     uint64    // the lock's index at acquisition
+	At       time.Time // when the lock was taken
+	// From says what state it leads from: a replica (its key, writer and
+	// time) or the local data directory.
+	From    string
+	Refused []string // replicas refused, newest first, with why
+	Lost    string   // LeaderStateLost: why the state could not be restored
 }
