@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -38,6 +39,16 @@ var haDefaults = HA{
 	RestoreTimeout:    Duration{time.Minute},
 }
 
+// SessionDir holds the store of the bot's Matrix session (device, token,
+// sync position): the data directory, or with [ha] a directory of this
+// instance's own, which the replicated state never holds.
+func (c *Config) SessionDir() string {
+	if c.HA.Enabled {
+		return filepath.Join(c.DataDir, "instance")
+	}
+	return c.DataDir
+}
+
 // ReplicaPrefix is the S3 key prefix of the replicated state.
 func (c *Config) ReplicaPrefix() string {
 	return strings.TrimSuffix(c.S3.Prefix, "/") + "/ha/"
@@ -68,8 +79,9 @@ func (c *Config) validateHA(d *decoder) {
 	if ttl := h.SessionTTL.Duration; ttl < 10*time.Second || ttl > 24*time.Hour {
 		d.add("ha.session_ttl", "must be between 10s and 24h (Consul's bounds), got %s", h.SessionTTL)
 	}
-	if ld := h.LockDelay.Duration; ld < 0 || ld > time.Minute {
-		d.add("ha.lock_delay", "must be between 0s and 60s (Consul's bound), got %s", h.LockDelay)
+	// 0 cannot be asked of Consul: it would mean its default, 15s.
+	if ld := h.LockDelay.Duration; ld < time.Second || ld > time.Minute {
+		d.add("ha.lock_delay", "must be between 1s and 60s (Consul's bound), got %s", h.LockDelay)
 	}
 	if h.ReplicateInterval.Duration < time.Second {
 		d.add("ha.replicate_interval", "must be at least 1s, got %s", h.ReplicateInterval)

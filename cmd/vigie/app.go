@@ -51,7 +51,7 @@ type app struct {
 const seenRetention = 7 * 24 * time.Hour
 
 // newApp wires everything but the transport; routes say where incidents go.
-func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolog.Logger, routes []incidents.Route) (*app, error) {
+func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolog.Logger, routes []incidents.Route, m *telemetry.Metrics) (*app, error) {
 	rules, err := alertRules(cfg)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,6 @@ func newApp(ctx context.Context, cfg *config.Config, clk clock.Clock, log zerolo
 		st.Close()
 		return nil, fmt.Errorf("nomad: %w", err)
 	}
-	m := telemetry.NewMetrics()
 	svc, garage, err := newBackups(cfg, clk, st, m, nomadTLS, consulTLS)
 	if err != nil {
 		st.Close()

@@ -26,19 +26,24 @@ const backupEventsInterval = time.Minute
 
 // newBackups builds the backup service of the configuration (with no
 // target, one that says so to every command).
+// s3Storage is the [s3] bucket: backups and the replicated state.
+func s3Storage(cfg *config.Config) (*backups.Storage, error) {
+	s3TLS, err := cfg.S3.TLS.Client()
+	if err != nil {
+		return nil, fmt.Errorf("s3.tls: %w", err)
+	}
+	return backups.NewStorage(backups.StorageConfig{
+		Endpoint: cfg.S3.Endpoint, Region: cfg.S3.Region, Bucket: cfg.S3.Bucket,
+		AccessKeyID: cfg.S3.AccessKeyID.Reveal(), SecretAccessKey: cfg.S3.SecretAccessKey.Reveal(), TLS: s3TLS,
+		PartSize: int64(cfg.Backups.PartSizeMiB) << 20, ParallelParts: cfg.Backups.ParallelParts,
+	})
+}
+
 func newBackups(cfg *config.Config, clk clock.Clock, st *store.Store, obs backups.Observer, nomadTLS, consulTLS *tls.Config) (*backups.Service, *backups.Garage, error) {
 	var storage *backups.Storage
 	if len(cfg.Backups.Targets) > 0 {
-		s3TLS, err := cfg.S3.TLS.Client()
-		if err != nil {
-			return nil, nil, fmt.Errorf("s3.tls: %w", err)
-		}
-		storage, err = backups.NewStorage(backups.StorageConfig{
-			Endpoint: cfg.S3.Endpoint, Region: cfg.S3.Region, Bucket: cfg.S3.Bucket,
-			AccessKeyID: cfg.S3.AccessKeyID.Reveal(), SecretAccessKey: cfg.S3.SecretAccessKey.Reveal(), TLS: s3TLS,
-			PartSize: int64(cfg.Backups.PartSizeMiB) << 20, ParallelParts: cfg.Backups.ParallelParts,
-		})
-		if err != nil {
+		var err error
+		if storage, err = s3Storage(cfg); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/vigie/vigie/config"
 	"github.com/vigie/vigie/console"
 	"github.com/vigie/vigie/incidents"
+	"github.com/vigie/vigie/telemetry"
 )
 
 // terminal reports whether r is an interactive terminal.
@@ -43,7 +44,7 @@ func runConsole(ctx context.Context, cfg *config.Config, clk clock.Clock, as str
 		}
 		sender = as
 	}
-	a, err := newApp(ctx, cfg, clk, log, []incidents.Route{{Transport: console.Transport, Room: console.Room}})
+	a, err := newApp(ctx, cfg, clk, log, []incidents.Route{{Transport: console.Transport, Room: console.Room}}, telemetry.NewMetrics())
 	if err != nil {
 		return err
 	}
