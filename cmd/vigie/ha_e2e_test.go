@@ -228,8 +228,6 @@ func TestHATakeoverExactlyOnce(t *testing.T) {
 		t.Errorf("b's notice says which replica it restored: %q", notices[len(notices)-1])
 	}
 	if got.String() != want.String() {
-		os.WriteFile("/tmp/ha-b.log", []byte(b.proc.log()), 0o644)
-		os.WriteFile("/tmp/ha-a.log", []byte(a.proc.log()), 0o644)
 		t.Fatalf("room after the takeover differs from an uninterrupted run\n--- got\n%s--- want\n%s", got, want)
 	}
 	b.proc.stop(t)
