@@ -28,6 +28,9 @@ Usage:
   vigie console      [--config FILE] [--as USER]
                                        the same commands over the terminal (stdin/stdout)
   vigie check-config [--config FILE]   validate the configuration, list every problem
+  vigie doctor       [--config FILE] [--json] [--timeout 10s] [--user USER]
+                                       connect to everything the configuration names,
+                                       one line per check; exit 1 if something is broken
   vigie version                        print the version
 
 Without --config (or VIGIE_CONFIG), built-in defaults apply: Nomad at
@@ -54,6 +57,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if cmd == "console" {
 		fs.StringVar(&as, "as", "", "Matrix user ID the commands come from (default: console.sender)")
 	}
+	var doctorOpts *doctorOptions
+	if cmd == "doctor" {
+		doctorOpts = doctorFlags(fs)
+	}
 	switch cmd {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "vigie", versionString())
@@ -61,7 +68,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "run", "console", "check-config":
+	case "run", "console", "check-config", "doctor":
 	default:
 		fmt.Fprintf(stderr, "vigie: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -85,6 +92,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cmd == "doctor" {
+		return runDoctor(ctx, cfg, doctorOpts, stdout, stderr)
+	}
 	switch cmd {
 	case "run":
 		err = runMatrix(ctx, cfg, clk, started, stderr)
