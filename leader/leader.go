@@ -307,6 +307,9 @@ func (e *Elector) watchHolder(ctx context.Context) {
 		if pair != nil && pair.Session != "" {
 			now = string(pair.Value)
 		}
+		if now == e.cfg.Instance {
+			return // this instance took it
+		}
 		if now != holder && ctx.Err() == nil {
 			holder = now
 			e.set(Candidate, holder, "")
