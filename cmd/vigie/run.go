@@ -98,7 +98,12 @@ func (p *process) lead(ctx context.Context, term *haTerm) error {
 	}
 	var state bot.State = a.store
 	var adoptSince time.Time
+	started := p.started
 	if term != nil {
+		// Commands from before the lock was taken were the last leader's
+		// to answer (and those it answered after its replica would be
+		// answered again).
+		started = term.tookAt
 		state = term.botState(a.store)
 		defer term.closeLocal()
 		adoptSince = term.adoptSince()
@@ -115,7 +120,7 @@ func (p *process) lead(ctx context.Context, term *haTerm) error {
 		Encryption:      cfg.Matrix.Encryption,
 		EventGrace:      cfg.Matrix.EventGrace.Duration,
 		DataDir:         cfg.DataDir,
-		Started:         p.started,
+		Started:         started,
 		AdoptSince:      adoptSince,
 	}, state, a.router, a.engine, log)
 	defer b.Close()
