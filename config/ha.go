@@ -49,9 +49,10 @@ func (c *Config) SessionDir() string {
 	return c.DataDir
 }
 
-// ReplicaPrefix is the S3 key prefix of the replicated state.
+// ReplicaPrefix is the S3 key prefix the replica package puts its
+// "ha/state/" objects under: [s3] prefix, with its trailing "/".
 func (c *Config) ReplicaPrefix() string {
-	return strings.TrimSuffix(c.S3.Prefix, "/") + "/ha/"
+	return strings.TrimSuffix(c.S3.Prefix, "/") + "/"
 }
 
 func (c *Config) haDefaults(hostname func() (string, error)) {

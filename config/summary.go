@@ -75,7 +75,7 @@ func (c *Config) Summary() string {
 			s.CatchUpTimeout, s.FailoverTimeout, s.RejoinTimeout)
 	}
 	if h := c.HA; h.Enabled {
-		line("ha", "instance %s, lock %s (session TTL %s, lock delay %s), state to s3 %s every %s",
+		line("ha", "instance %s, lock %s (session TTL %s, lock delay %s), state to s3 %sha/state/ every %s",
 			h.Instance, h.LockKey, h.SessionTTL, h.LockDelay, c.ReplicaPrefix(), h.ReplicateInterval)
 	} else {
 		line("ha", "off (one instance)")

@@ -32,10 +32,11 @@ func TestACLPoliciesCoverEveryChange(t *testing.T) {
 	for _, f := range files {
 		names[filepath.Base(f)] = true
 	}
-	want := []string{"nomad-watch.hcl", "consul-watch.hcl", "consul-snapshot.hcl", "consul-stolon.hcl"}
+	want := []string{"nomad-watch.hcl", "consul-watch.hcl", "consul-snapshot.hcl", "consul-stolon.hcl", "consul-ha.hcl"}
 	// The backup commands use S3 and PostgreSQL credentials, and for
 	// snapshots a token of their own (consul-snapshot.hcl); failover,
-	// Consul KV and PostgreSQL (consul-stolon.hcl).
+	// Consul KV and PostgreSQL (consul-stolon.hcl); [ha], the leader lock
+	// (consul-ha.hcl).
 	notNomad := []string{"backup", "verify", "restore", "prune", "failover"}
 	for _, s := range reg.Specs() {
 		if s.Access == commands.Change && !slices.Contains(notNomad, s.Name) {
