@@ -60,6 +60,15 @@ type Config struct {
 	// snapshot holds the Matrix access token.
 	TempDir string
 	Clock   clock.Clock // stamps manifests and the status; the wall clock if nil
+	// Lookout, if set, is told of each attempt: the replica is a place
+	// Vigie must see, and an outage long enough becomes an incident.
+	Lookout Lookout
+}
+
+// Lookout hears whether S3 took the state (watchers.Lookout is one).
+type Lookout interface {
+	Seen()
+	Lost(err error)
 }
 
 // Replicator uploads the leader's state to S3 every Interval when it
@@ -192,6 +201,13 @@ func (r *Replicator) sync(ctx context.Context, flush bool) error {
 	}
 	failures := st.Failures
 	r.statusMu.Unlock()
+	if l := r.cfg.Lookout; l != nil {
+		if err != nil {
+			l.Lost(err)
+		} else {
+			l.Seen()
+		}
+	}
 	if err != nil {
 		// Said at once, then every tenth time: a long outage must not
 		// fill the log, nor go unsaid.

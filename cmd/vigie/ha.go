@@ -200,11 +200,14 @@ func (s instanceState) SetValue(ctx context.Context, key, value string) error {
 }
 
 // replicate is the loop uploading the state.
-func (t *haTerm) replicate(st *store.Store) func(context.Context) error {
+// A replica S3 does not take is a source Vigie cannot see: blind long
+// enough, it is an incident in the rooms.
+func (t *haTerm) replicate(st *store.Store, sight *watchers.Visibility) func(context.Context) error {
 	cfg := t.p.cfg
 	r, err := replica.New(replica.Config{
 		Storage: t.storage, Prefix: cfg.ReplicaPrefix(), Source: st, Term: t.index, Instance: cfg.HA.Instance,
 		Interval: cfg.HA.ReplicateInterval.Duration, TempDir: cfg.DataDir, Clock: t.p.clock,
+		Lookout: sight.Add("replica", "State replica (S3)", cfg.S3.Endpoint),
 	})
 	if err != nil {
 		return func(context.Context) error { return err }

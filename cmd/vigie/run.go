@@ -153,7 +153,7 @@ func (p *process) lead(ctx context.Context, term *haTerm) error {
 	waitAlerts := a.startAlerts(ctx, bot.Transport)
 	loops := []func(context.Context) error{b.Run, a.sender(bot.Transport, b).Run}
 	if term != nil {
-		loops = append(loops, term.replicate(a.store))
+		loops = append(loops, term.replicate(a.store, a.sight))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(loops))
