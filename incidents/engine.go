@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,7 +167,8 @@ type pass struct {
 	e   *Engine
 	tx  *store.Tx
 	now time.Time
-	// signaled keys of this batch, for snapshot reconciliation
+	// signaled keys of a snapshot's batch, for its reconciliation; nil in
+	// other passes
 	seen map[string]bool
 	// queued: transports this pass queued messages for
 	queued map[string]bool
@@ -178,7 +178,7 @@ type pass struct {
 	latest      map[string]*store.Incident
 	forgetFacts bool
 	// incident changes save kept back for flush, in the order first saved
-	unsaved      map[int64]*unsavedIncident
+	unsaved      map[int64]unsavedIncident
 	unsavedOrder []int64
 	addedFacts   []store.Fact
 	flushErr     error
@@ -379,27 +379,48 @@ func occurrenceID(occurrence string) string {
 // occurrence: the same failure told again by another event. (Incidents
 // stored before occurrences were hashed remember names.)
 func repeats(in *store.Incident, sig Signal) bool {
-	return sig.Occurrence != "" && (slices.Contains(in.Occurrences, occurrenceID(sig.Occurrence)) ||
-		slices.Contains(in.Occurrences, sig.Occurrence))
+	return sig.Occurrence != "" && (hasLine(in.Occurrences, occurrenceID(sig.Occurrence)) ||
+		hasLine(in.Occurrences, sig.Occurrence))
 }
 
-// counted records a new occurrence on the incident.
+// hasLine reports whether line is one of the lines of text.
+func hasLine(text, line string) bool {
+	for from := 0; ; {
+		i := strings.Index(text[from:], line)
+		if i < 0 {
+			return false
+		}
+		start, end := from+i, from+i+len(line)
+		if (start == 0 || text[start-1] == '\n') && (end == len(text) || text[end] == '\n') {
+			return true
+		}
+		from = start + 1
+	}
+}
+
+// counted records a new occurrence on the incident, forgetting the oldest
+// beyond maxOccurrences.
 func counted(in *store.Incident, sig Signal) {
 	if sig.Occurrence == "" {
 		return
 	}
-	in.Occurrences = append(in.Occurrences, occurrenceID(sig.Occurrence))
-	if n := len(in.Occurrences); n > maxOccurrences {
-		in.Occurrences = slices.Clone(in.Occurrences[n-maxOccurrences:])
+	id := occurrenceID(sig.Occurrence)
+	if in.Occurrences == "" {
+		in.Occurrences = id
+		return
 	}
+	kept := in.Occurrences
+	for n := strings.Count(kept, "\n") + 1; n >= maxOccurrences; n-- {
+		kept = kept[strings.IndexByte(kept, '\n')+1:]
+	}
+	in.Occurrences = kept + "\n" + id
 }
 
 // apply folds one signal into its incident.
 func (p *pass) apply(ctx context.Context, sig Signal, ev *watchers.Event) error {
-	if p.seen == nil {
-		p.seen = map[string]bool{}
+	if p.seen != nil {
+		p.seen[sig.Key] = true
 	}
-	p.seen[sig.Key] = true
 	p.keyGiven(sig.Key)
 	if prefix, ok := strings.CutSuffix(sig.Key, "/*"); ok && sig.Status == Resolved {
 		live, err := p.liveIncidentsWithPrefix(ctx, prefix+"/")

@@ -242,24 +242,10 @@ func (p *pass) save(ctx context.Context, in *store.Incident) error {
 		})
 	}
 	cur, known := p.cachedLatest(in.Key)
-	if !inserted {
-		if p.unsaved == nil {
-			p.unsaved = map[int64]*unsavedIncident{}
-		}
-		u, ok := p.unsaved[in.ID]
-		if !ok {
-			u = &unsavedIncident{}
-			if known && cur != nil && cur.ID == in.ID {
-				u.stored = cur // what its row holds: the memo follows every write
-			}
-			p.unsaved[in.ID] = u
-			p.unsavedOrder = append(p.unsavedOrder, in.ID)
-		}
-	}
 	// One copy for both: neither is ever changed, the next save replaces it.
 	c := cloneIncident(in)
 	if !inserted {
-		p.unsaved[in.ID].now = &c
+		p.keepUnsaved(&c, cur)
 	}
 	if inserted || known && (cur == nil || cur.ID <= in.ID) {
 		p.noteLatest(in.Key, &c)
@@ -270,6 +256,23 @@ func (p *pass) save(ctx context.Context, in *store.Incident) error {
 // unsavedIncident is a change save kept back: the incident now, and its
 // row as stored when known (only what changed is written).
 type unsavedIncident struct{ now, stored *store.Incident }
+
+// keepUnsaved keeps a change of an existing incident for flush. cur is
+// its key's latest incident (nil: none or not known).
+func (p *pass) keepUnsaved(now, cur *store.Incident) {
+	u, ok := p.unsaved[now.ID]
+	if !ok {
+		if cur != nil && cur.ID == now.ID {
+			u.stored = cur // what its row holds: the memo follows every write
+		}
+		if p.unsaved == nil {
+			p.unsaved = map[int64]unsavedIncident{}
+		}
+		p.unsavedOrder = append(p.unsavedOrder, now.ID)
+	}
+	u.now = now
+	p.unsaved[now.ID] = u
+}
 
 // flush writes the changes save and addFact kept back.
 func (p *pass) flush(ctx context.Context) error {
@@ -300,11 +303,10 @@ func (p *pass) synced(ctx context.Context) *store.Tx {
 	return p.tx
 }
 
-// cloneIncident copies an incident and the slices it holds, which the
+// cloneIncident copies an incident and the changes it holds, which the
 // engine changes in place.
 func cloneIncident(in *store.Incident) store.Incident {
 	c := *in
 	c.Changes = slices.Clone(in.Changes)
-	c.Occurrences = slices.Clone(in.Occurrences)
 	return c
 }

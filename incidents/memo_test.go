@@ -3,6 +3,7 @@ package incidents
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func TestMemoAgreesWithTheStore(t *testing.T) {
 	for _, pair := range [][2]store.Incident{{wk, ck}, {wj, cj}} {
 		w, c := pair[0], pair[1]
 		if w.ID != c.ID || w.State != c.State || w.Events != c.Events || w.Reason != c.Reason || len(w.Changes) != len(c.Changes) ||
-			strings.Join(w.Occurrences, ",") != strings.Join(c.Occurrences, ",") || !w.UpdatedAt.Equal(c.UpdatedAt) {
+			w.Occurrences != c.Occurrences || !w.UpdatedAt.Equal(c.UpdatedAt) {
 			t.Errorf("memo %+v\nstore %+v", w, c)
 		}
 	}
@@ -172,5 +173,42 @@ func TestStoppedJobResolvesAfterTheMemoKnewNoneLive(t *testing.T) {
 	f.consume(stopped)
 	if in := f.incident(key); in.State != store.IncidentResolved {
 		t.Fatalf("after the third stop: %s (the memo said none live)", in.State)
+	}
+}
+
+// An incident remembers its maxOccurrences newest occurrences: one of
+// them told again counts nothing, an older one counts again.
+func TestOccurrencesAreBounded(t *testing.T) {
+	f := newFixture(t, builtinRules(t))
+	failed := func(n int) watchers.Event {
+		return watchers.Event{Source: "nomad", Topic: "Allocation", Type: "AllocationUpdated", Namespace: "default",
+			Alloc: &watchers.Alloc{ID: fmt.Sprint("a", n), Job: "web", Group: "g", NodeName: "vm", ClientStatus: "failed", DesiredStatus: "run",
+				Tasks: []watchers.Task{{Name: "t", State: "dead", Failed: true}}}}
+	}
+	const key, n = "alloc/default/web/g", maxOccurrences + 8
+	for i := range n {
+		f.consume(failed(i))
+	}
+	f.consume(failed(n - maxOccurrences)) // the oldest remembered
+	if in := f.incident(key); in.Events != n {
+		t.Fatalf("%d events after %d failures told once and one again", in.Events, n)
+	}
+	f.consume(failed(n - maxOccurrences - 1)) // forgotten
+	if in := f.incident(key); in.Events != n+1 {
+		t.Fatalf("%d events: a forgotten failure not counted", in.Events)
+	}
+}
+
+func TestHasLine(t *testing.T) {
+	for _, c := range []struct {
+		text, line string
+		want       bool
+	}{
+		{"b", "b", true}, {"a\nb\nc", "b", true}, {"a\nbb\nb", "b", true}, {"b\na", "b", true},
+		{"", "b", false}, {"abc", "b", false}, {"ab\ncb", "b", false}, {"a\nbb", "b", false},
+	} {
+		if got := hasLine(c.text, c.line); got != c.want {
+			t.Errorf("hasLine(%q, %q) = %v", c.text, c.line, got)
+		}
 	}
 }

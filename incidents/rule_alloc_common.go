@@ -36,31 +36,37 @@ func allocSignals(rule string, sev Severity, ev *watchers.Event, detect func(*wa
 	if a == nil {
 		return nil
 	}
-	sig := Signal{
-		Rule: rule, Key: signalKey("alloc", ns, a.Job, a.Group), Severity: sev,
-		Title: a.Job + "/" + a.Group + ": allocations failing",
-		Labels: Labels{
-			Namespace: ns, Job: a.Job, Group: a.Group, Node: a.NodeName,
-			Alloc: a.ID, Deployment: a.DeploymentID,
-		},
-		At: ev.Time,
+	sig, ok := allocFinding(a, detect)
+	if !ok {
+		return nil
 	}
+	// Built only for a finding: a failing allocation is a finding for one
+	// rule of the family, and nothing for the others.
+	sig.Rule, sig.Key, sig.Severity, sig.At = rule, signalKey("alloc", ns, a.Job, a.Group), sev, ev.Time
+	if sig.Title == "" {
+		sig.Title = a.Job + "/" + a.Group + ": allocations failing"
+	}
+	sig.Labels = Labels{
+		Namespace: ns, Job: a.Job, Group: a.Group, Node: a.NodeName,
+		Alloc: a.ID, Deployment: a.DeploymentID,
+	}
+	return []Signal{sig}
+}
+
+// allocFinding is what an allocation rule finds in an allocation: the
+// status, reason, detail, title (if not the family's) and occurrence of
+// its signal.
+func allocFinding(a *watchers.Alloc, detect func(*watchers.Alloc) *allocProblem) (Signal, bool) {
 	if reason, settle, ok := allocHealthy(a); ok {
-		sig.Status, sig.Reason, sig.Settle = Resolved, reason, settle
-		return []Signal{sig}
+		return Signal{Status: Resolved, Reason: reason, Settle: settle}, true
 	}
 	p := detect(a)
 	if p == nil {
-		return nil
-	}
-	sig.Status, sig.Reason, sig.Detail = Firing, p.reason, p.detail
-	if p.title != "" {
-		sig.Title = p.title
+		return Signal{}, false
 	}
 	// Nomad repeats an allocation's state in several events (its update,
 	// the deployment's health, plan results): one state, one event.
-	sig.Occurrence = allocOccurrence(a)
-	return []Signal{sig}
+	return Signal{Status: Firing, Reason: p.reason, Detail: p.detail, Title: p.title, Occurrence: allocOccurrence(a)}, true
 }
 
 // allocOccurrence names an allocation's state: failed, lost, or pending

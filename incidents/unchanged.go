@@ -23,9 +23,6 @@ func (p *pass) skipUnchanged(source string, ev *watchers.Event) bool {
 	if ev.Unchanged {
 		if keys, ok := p.e.memo.snapshots[source][id]; ok {
 			p.snapshotKeys[id] = keys
-			if p.seen == nil {
-				p.seen = map[string]bool{}
-			}
 			for _, k := range keys {
 				p.seen[k] = true
 			}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -551,21 +552,37 @@ func TestLiveIncidentsWithPrefix(t *testing.T) {
 	}
 }
 
-// AddFacts adds facts in one statement, keeping those already remembered.
+// AddFacts adds facts, keeping those already remembered, in statements
+// of a power of two rows.
 func TestAddFacts(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := t.Context()
+	facts := []Fact{{"alloc", "a1", "default/other"}, {"alloc", "a2", `default/"quoted"`}, {"drain", "a1", "1"}, {"alloc", "a2", "default/again"}}
+	want := map[[2]string]string{{"alloc", "a1"}: "default/web", {"alloc", "a2"}: `default/"quoted"`, {"drain", "a1"}: "1"}
+	for i := range 100 { // 104 in all: statements of 64, 32 and 8 rows
+		k := fmt.Sprint("b", i)
+		facts = append(facts, Fact{"alloc", k, "default/b"})
+		want[[2]string{"alloc", k}] = "default/b"
+	}
 	err := s.InTx(ctx, func(tx *Tx) error {
 		if err := tx.SetFact(ctx, "alloc", "a1", "default/web"); err != nil {
 			return err
 		}
-		return tx.AddFacts(ctx, []Fact{{"alloc", "a1", "default/other"}, {"alloc", "a2", `default/"quoted"`}, {"drain", "a1", "1"}})
+		return tx.AddFacts(ctx, facts)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[[2]string]string{{"alloc", "a1"}: "default/web", {"alloc", "a2"}: `default/"quoted"`, {"drain", "a1"}: "1"}
+	for _, log := range []int{6, 5, 3} {
+		if s.w.cached(addFactsStatements[log]) == nil {
+			t.Errorf("no statement of %d rows", 1<<log)
+		}
+	}
 	err = s.InTx(ctx, func(tx *Tx) error {
+		var n int
+		if err := queryRow(ctx, tx, `SELECT COUNT(*) FROM facts`).Scan(&n); err != nil || n != len(want) {
+			t.Errorf("%d facts, %v; want %d", n, err, len(want))
+		}
 		for k, v := range want {
 			got, ok, err := tx.Fact(ctx, k[0], k[1])
 			if err != nil || !ok || got != v {
@@ -577,4 +594,64 @@ func TestAddFacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// An incident is read back as saved, every field of it; SaveIncidentOver
+// writes only the columns where the incident differs from its row as
+// given, and all of them when that row is not known.
+func TestSaveIncidentOver(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	at := func(sec int64) time.Time { return time.Unix(1_800_000_000+sec, 0) }
+	first := Incident{Key: "alloc/ns/job/g", Rule: "alloc-failed", Severity: 2, State: IncidentHeld, Title: "t", Reason: "r",
+		Labels: `{"job":"job"}`, Events: 3, Changes: []int64{1, 2}, Flapping: true, HoldReason: "h", OpenedAt: at(1), UpdatedAt: at(2),
+		ResolvedAt: at(3), Resolution: "res", AckedBy: "@a", SilencedBy: "@s", EditDueAt: at(4), LastEditAt: at(5), RemindedAt: at(6),
+		Reminders: 7, ThreadSent: 8, ThreadWindow: at(9), ThreadSkipped: 10, Occurrences: "o1\no2", SettleAt: at(11),
+		SettleReason: "sr", HoldUntil: at(12), Releases: "rel"}
+	second := Incident{Key: "alloc/ns/job/h", Rule: "alloc-lost", Severity: 1, State: IncidentOpen, Title: "t2", Reason: "r2",
+		Labels: "{}", Events: 4, Changes: []int64{3}, OpenedAt: at(21), UpdatedAt: at(22), LastEditAt: at(25), RemindedAt: at(26),
+		ThreadWindow: at(29), Occurrences: "o3"}
+	save := func(in, stored *Incident) (got Incident) {
+		t.Helper()
+		err := s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.SaveIncidentOver(ctx, in, stored); err != nil {
+				return err
+			}
+			var err error
+			got, _, err = tx.Incident(ctx, in.ID)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	same := func(what string, got, want Incident) {
+		t.Helper()
+		if g, w := fmt.Sprintf("%+v", got), fmt.Sprintf("%+v", want); g != w {
+			t.Errorf("%s:\n got %s\nwant %s", what, g, w)
+		}
+	}
+	in := first
+	same("inserted", save(&in, nil), in)
+	stored := in
+	// Every column changes.
+	in = second
+	in.ID = stored.ID
+	same("every column changed", save(&in, &stored), in)
+	// A column changed by hand is left as it is, unless the row is not known.
+	if err := s.InTx(ctx, func(tx *Tx) error {
+		_, err := exec(ctx, tx, `UPDATE incidents SET title = 'by hand' WHERE id = ?`, in.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stored = in
+	in.Reason, in.Events, in.Occurrences = "r3", 5, "o3\no4"
+	want := in
+	want.Title = "by hand"
+	same("reason changed", save(&in, &stored), want)
+	stored = in
+	same("nothing changed", save(&in, &stored), want)
+	same("row not known", save(&in, nil), in)
 }
