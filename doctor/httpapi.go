@@ -34,8 +34,8 @@ func newHTTPAPI(name, table, addr string, tc *tls.Config, header, token string, 
 		header: header, token: token, query: query}
 }
 
-// get sends a GET with token (none if ""); the caller closes the body.
-func (a *httpAPI) get(ctx context.Context, path string, q url.Values, token string) (*http.Response, error) {
+// url is path on the server with the API's query and q.
+func (a *httpAPI) url(path string, q url.Values) string {
 	all := url.Values{}
 	for k, v := range a.query {
 		all[k] = v
@@ -47,6 +47,12 @@ func (a *httpAPI) get(ctx context.Context, path string, q url.Values, token stri
 	if len(all) > 0 {
 		u += "?" + all.Encode()
 	}
+	return u
+}
+
+// get sends a GET with token (none if ""); the caller closes the body.
+func (a *httpAPI) get(ctx context.Context, path string, q url.Values, token string) (*http.Response, error) {
+	u := a.url(path, q)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s address %q: %w", a.name, a.addr, err)
@@ -71,17 +77,7 @@ func (a *httpAPI) get(ctx context.Context, path string, q url.Values, token stri
 // put sends a PUT with token and returns the status and the start of
 // the body.
 func (a *httpAPI) put(ctx context.Context, path string, q url.Values, token string, body []byte) (int, string, error) {
-	all := url.Values{}
-	for k, v := range a.query {
-		all[k] = v
-	}
-	for k, v := range q {
-		all[k] = v
-	}
-	u := a.addr + path
-	if len(all) > 0 {
-		u += "?" + all.Encode()
-	}
+	u := a.url(path, q)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
 	if err != nil {
 		return 0, "", fmt.Errorf("%s address %q: %w", a.name, a.addr, err)

@@ -244,14 +244,20 @@ func (s *Server) DeleteKV(key string) {
 func (s *Server) SetKVPrefixes(token string, write bool, prefixes ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.kv.rules == nil {
-		s.kv.rules = map[string]map[string]bool{}
+	s.addPrefixRules(&s.kv.rules, token, write, prefixes)
+}
+
+// addPrefixRules adds a token's prefix rules to one resource's (KV keys,
+// session nodes) and makes the token known; s.mu is held.
+func (s *Server) addPrefixRules(rules *map[string]map[string]bool, token string, write bool, prefixes []string) {
+	if *rules == nil {
+		*rules = map[string]map[string]bool{}
 	}
-	if s.kv.rules[token] == nil {
-		s.kv.rules[token] = map[string]bool{}
+	if (*rules)[token] == nil {
+		(*rules)[token] = map[string]bool{}
 	}
 	for _, p := range prefixes {
-		s.kv.rules[token][p] = write
+		(*rules)[token][p] = write
 	}
 	if token == "" {
 		return

@@ -252,24 +252,7 @@ func (s *Server) KVHolder(key string) (session string, lockIndex uint64, ok bool
 func (s *Server) SetSessionPrefixes(token string, write bool, prefixes ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sess.rules == nil {
-		s.sess.rules = map[string]map[string]bool{}
-	}
-	if s.sess.rules[token] == nil {
-		s.sess.rules[token] = map[string]bool{}
-	}
-	for _, p := range prefixes {
-		s.sess.rules[token][p] = write
-	}
-	if token == "" {
-		return
-	}
-	if s.scoped == nil {
-		s.scoped = map[string][]string{}
-	}
-	if _, ok := s.scoped[token]; !ok {
-		s.scoped[token] = nil
-	}
+	s.addPrefixRules(&s.sess.rules, token, write, prefixes)
 }
 
 // FailNextSession makes the next n /v1/session/ requests answer status
