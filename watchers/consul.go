@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -231,8 +232,8 @@ func (f *consulFailure) Error() string { return f.msg }
 // busy loop), reads CONSUL_HTTP_* variables behind the config's back, and
 // hides the status code and body that the 403 message needs.
 //
-// The answer is parsed against mem, the last snapshot delivered; its body
-// is read into mem's buffer.
+// The answer is parsed against mem, the last snapshot delivered, as its
+// body is read.
 func (c *Consul) fetch(ctx context.Context, index uint64, mem *consulMemory) (consulResponse, error) {
 	q := url.Values{}
 	budget := consulSlack
@@ -269,39 +270,73 @@ func (c *Consul) fetch(ctx context.Context, index uint64, mem *consulMemory) (co
 		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s is unreachable: %v", c.cfg.Address, tlserr.Explain(err, "consul"))}
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := mem.read(resp.Body, resp.ContentLength)
-	if err != nil {
-		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s broke off its answer: %v", c.cfg.Address, err)}
+	if resp.StatusCode != http.StatusOK {
+		return consulResponse{}, c.failure(resp)
 	}
 
+	// A body that breaks off is told as such, whatever came before: the
+	// whole body is read, even past what is wrong in it.
+	body := &consulBody{r: resp.Body}
+	raw := resp.Header.Get("X-Consul-Index")
+	n, indexErr := strconv.ParseUint(raw, 10, 64)
+	var (
+		snap     consulSnapshot
+		parseErr error
+	)
+	if indexErr == nil {
+		snap, parseErr = mem.parse(body, n)
+	}
+	if _, _ = io.Copy(io.Discard, body); body.err != nil {
+		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s broke off its answer: %v", c.cfg.Address, body.err)}
+	}
+	if indexErr != nil {
+		return consulResponse{}, &consulFailure{consulMalformed, fmt.Sprintf("Consul at %s sent an invalid health response: X-Consul-Index %q is not an index (is the address a Consul agent?)", c.cfg.Address, raw)}
+	}
+	if parseErr != nil {
+		return consulResponse{}, &consulFailure{consulMalformed, fmt.Sprintf("Consul at %s sent an invalid health response at index %d (%d bytes): %v", c.cfg.Address, n, body.n, parseErr)}
+	}
+	return consulResponse{
+		index:     n,
+		snapshot:  snap,
+		filtered:  resp.Header.Get("X-Consul-Results-Filtered-By-ACLs") == "true",
+		aclPolicy: resp.Header.Get("X-Consul-Default-Acl-Policy"),
+	}, nil
+}
+
+// failure tells what an answer other than 200 means.
+func (c *Consul) failure(resp *http.Response) error {
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s broke off its answer: %v", c.cfg.Address, err)}
+	}
 	switch code := resp.StatusCode; {
-	case code == http.StatusOK:
 	case code == http.StatusForbidden:
 		who := "refused the token"
 		if c.cfg.Token == "" {
 			who = "refused the request (no token configured)"
 		}
-		return consulResponse{}, &consulFailure{consulRefused, fmt.Sprintf("Consul at %s %s (403): %s", c.cfg.Address, who, consulQuote(body))}
+		return &consulFailure{consulRefused, fmt.Sprintf("Consul at %s %s (403): %s", c.cfg.Address, who, consulQuote(body))}
 	case code == http.StatusTooManyRequests || code >= 500:
-		return consulResponse{}, &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s answered %s: %s", c.cfg.Address, resp.Status, consulQuote(body))}
+		return &consulFailure{consulUnreachable, fmt.Sprintf("Consul at %s answered %s: %s", c.cfg.Address, resp.Status, consulQuote(body))}
 	default:
-		return consulResponse{}, &consulFailure{consulRejected, fmt.Sprintf("Consul at %s rejected the health query (%s): %s", c.cfg.Address, resp.Status, consulQuote(body))}
+		return &consulFailure{consulRejected, fmt.Sprintf("Consul at %s rejected the health query (%s): %s", c.cfg.Address, resp.Status, consulQuote(body))}
 	}
+}
 
-	raw := resp.Header.Get("X-Consul-Index")
-	n, err := strconv.ParseUint(raw, 10, 64)
-	if err != nil {
-		return consulResponse{}, &consulFailure{consulMalformed, fmt.Sprintf("Consul at %s sent an invalid health response: X-Consul-Index %q is not an index (is the address a Consul agent?)", c.cfg.Address, raw)}
+// consulBody is a body as it is read: how much, and what broke it off.
+type consulBody struct {
+	r   io.Reader
+	n   int
+	err error // other than io.EOF
+}
+
+func (b *consulBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += n
+	if err != nil && err != io.EOF {
+		b.err = err
 	}
-	res := consulResponse{
-		index:     n,
-		filtered:  resp.Header.Get("X-Consul-Results-Filtered-By-ACLs") == "true",
-		aclPolicy: resp.Header.Get("X-Consul-Default-Acl-Policy"),
-	}
-	if res.snapshot, err = mem.parse(body, n); err != nil {
-		return consulResponse{}, &consulFailure{consulMalformed, fmt.Sprintf("Consul at %s sent an invalid health response at index %d (%d bytes): %v", c.cfg.Address, n, len(body), err)}
-	}
-	return res, nil
+	return n, err
 }
 
 // consulQuote is an error body fit for a log line.

@@ -64,37 +64,60 @@ func consulMarshal(tb testing.TB, checks []map[string]any) []byte {
 func BenchmarkConsulSplit(b *testing.B) {
 	body := consulMarshal(b, consulBigState(b, 10000))
 	b.SetBytes(int64(len(body)))
-	var spans []consulSpan
+	r := bytes.NewReader(body)
 	for b.Loop() {
-		var err error
-		if spans, _, err = consulSplit(body, spans, nil); err != nil {
-			b.Fatal(err)
+		r.Reset(body)
+		split := consulSplitter{r: r}
+		for {
+			more, err := split.next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !more {
+				break
+			}
+			if _, err := split.object(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
 
-// One check of 10,000 changed since the last snapshot delivered.
+// One check of 10,000 changed since the last snapshot delivered, or one
+// added (and removed).
 func BenchmarkConsulParseOneChanged(b *testing.B) {
 	checks := consulBigState(b, 10000)
 	base := consulMarshal(b, checks)
-	checks[5000]["Status"] = "critical"
-	changed := consulMarshal(b, checks)
-	m := newConsulMemory()
-	s, err := m.parse(base, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m.commit(s)
-	b.SetBytes(int64(len(changed)))
-	bodies := [][]byte{changed, base}
-	i := 0
-	for b.Loop() {
-		s, err := m.parse(bodies[i%2], uint64(i+2))
-		if err != nil {
-			b.Fatal(err)
-		}
-		m.commit(s)
-		i++
+	changed := slices.Clone(checks)
+	changed[5000] = maps.Clone(checks[5000])
+	changed[5000]["Status"] = "critical"
+	added := slices.Insert(slices.Clone(checks), 5000, maps.Clone(checks[5000]))
+	added[5000]["CheckID"] = "new"
+	for _, bc := range []struct {
+		name  string
+		other []byte
+	}{{"changed", consulMarshal(b, changed)}, {"added", consulMarshal(b, added)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			m := newConsulMemory()
+			s, err := m.parse(bytes.NewReader(base), 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.commit(s)
+			b.SetBytes(int64(len(bc.other)))
+			bodies := [][]byte{bc.other, base}
+			r := bytes.NewReader(nil)
+			i := 0
+			for b.Loop() {
+				r.Reset(bodies[i%2])
+				s, err := m.parse(r, uint64(i+2))
+				if err != nil {
+					b.Fatal(err)
+				}
+				m.commit(s)
+				i++
+			}
+		})
 	}
 }
 
@@ -114,11 +137,23 @@ func consulTestChecks() []map[string]any {
 	}
 }
 
-// parseOK parses body against m and checks the events against a decoding
-// of body with encoding/json into api.HealthCheck.
+// consulPieces reads r in pieces of 1 to 97 bytes, so that checks are
+// cut at every place.
+type consulPieces struct {
+	r io.Reader
+	n int
+}
+
+func (p *consulPieces) Read(b []byte) (int, error) {
+	p.n = p.n%97 + 1
+	return p.r.Read(b[:min(len(b), p.n)])
+}
+
+// parseOK parses body against m, read in pieces, and checks the events
+// against a decoding of body with encoding/json into api.HealthCheck.
 func parseOK(t *testing.T, m *consulMemory, body []byte, index uint64) consulSnapshot {
 	t.Helper()
-	s, err := m.parse(body, index)
+	s, err := m.parse(&consulPieces{r: bytes.NewReader(body)}, index)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
@@ -157,7 +192,7 @@ func TestConsulMemoryMarksWhatChanged(t *testing.T) {
 		t.Fatalf("first answer: unchanged %v, same %v", unchanged(s), s.same)
 	}
 	m.commit(s)
-	first := s
+	first := slices.Clone(s.events) // the next parse reuses them
 
 	// The same again: nothing to deliver, all unchanged, the same Checks.
 	s = parseOK(t, m, consulMarshal(t, checks), 2)
@@ -165,7 +200,7 @@ func TestConsulMemoryMarksWhatChanged(t *testing.T) {
 		t.Fatalf("same answer: same %v, unchanged %v", s.same, unchanged(s))
 	}
 	for i := range s.events {
-		if s.events[i].Check != first.events[i].Check {
+		if s.events[i].Check != first[i].Check {
 			t.Errorf("check %d decoded again", i)
 		}
 	}
@@ -252,6 +287,7 @@ func TestConsulMemoryMaintenance(t *testing.T) {
 	if !same.same || slices.Contains(unchanged(same), false) {
 		t.Fatalf("maintenance unchanged: same %v, unchanged %v", same.same, unchanged(same))
 	}
+	delivered := slices.Clone(same.events) // the next parse reuses them
 
 	// Both over.
 	checks = checks[:5]
@@ -260,7 +296,7 @@ func TestConsulMemoryMaintenance(t *testing.T) {
 		t.Fatalf("maintenance over: unchanged %v, maintenance %q", unchanged(s), maint(s))
 	}
 	// Delivered Checks are never modified afterwards.
-	for _, e := range same.events {
+	for _, e := range delivered {
 		if e.Check.Node == "b" && e.Check.Maintenance != MaintenanceNode {
 			t.Fatalf("a Check delivered was changed: %+v", *e.Check)
 		}
@@ -365,7 +401,7 @@ func TestConsulMalformedBodies(t *testing.T) {
 			m := newConsulMemory()
 			// Against nothing, and against a good answer whose bytes it
 			// shares.
-			_, err := m.parse([]byte(tc.body), 1)
+			_, err := m.parse(strings.NewReader(tc.body), 1)
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("error %v, want one with %q", err, tc.err)
 			}
@@ -373,28 +409,33 @@ func TestConsulMalformedBodies(t *testing.T) {
 				t.Fatalf("encoding/json takes it")
 			}
 			m.commit(parseOK(t, m, []byte(good), 2))
-			if _, err := m.parse([]byte(tc.body), 3); err == nil {
-				t.Fatalf("no error after a good answer")
+			if _, err := m.parse(&consulPieces{r: strings.NewReader(tc.body)}, 3); err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("after a good answer, read in pieces: error %v, want one with %q", err, tc.err)
 			}
 			parseOK(t, m, []byte(good), 4)
 		})
 	}
 	for _, body := range []string{"[]", " [ ] \n", "null", " null "} {
 		m := newConsulMemory()
-		if s, err := m.parse([]byte(body), 1); err != nil || len(s.events) != 0 {
+		if s, err := m.parse(strings.NewReader(body), 1); err != nil || len(s.events) != 0 {
 			t.Errorf("%q: %d events, error %v", body, len(s.events), err)
 		}
 	}
 }
 
-// A first answer is decoded in one call; a bad check in it is still named.
+// A check that does not decode is named, unless the body is cut short
+// after it: a broken answer is told as such.
 func TestConsulMalformedLargeBody(t *testing.T) {
 	checks := consulBigState(t, 200)
 	checks[170]["Node"] = 5
 	body := consulMarshal(t, checks)
-	_, err := newConsulMemory().parse(body, 1)
+	_, err := newConsulMemory().parse(bytes.NewReader(body), 1)
 	if err == nil || !strings.Contains(err.Error(), "check 170 (byte ") || !strings.Contains(err.Error(), "cannot unmarshal number into Go struct field consulCheckJSON.Node of type string") {
 		t.Fatalf("error %v", err)
+	}
+	_, err = newConsulMemory().parse(bytes.NewReader(body[:len(body)-2]), 1)
+	if err == nil || !strings.Contains(err.Error(), "check 199 (from byte ") || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("cut short: error %v", err)
 	}
 }
 
@@ -413,209 +454,90 @@ func TestConsulMemoryCommitOutOfTurn(t *testing.T) {
 	}
 }
 
-// The buffer of a giant answer is not kept; a usual one is.
-func TestConsulMemoryBuffer(t *testing.T) {
-	m := newConsulMemory()
-	body := consulMarshal(t, consulTestChecks())
-	got, err := m.read(bytes.NewReader(body), -1)
-	if err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("read %q, %v", got, err)
-	}
-	first := &got[0]
-	s, err := m.parse(got, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.commit(s)
-	got, err = m.read(bytes.NewReader(body), int64(len(body)))
-	if err != nil || !bytes.Equal(got, body) || &got[0] != first {
-		t.Fatalf("read %q, %v (not into the same buffer?)", got, err)
-	}
-	if _, err := m.read(io.MultiReader(bytes.NewReader(body), iotest.ErrReader(io.ErrUnexpectedEOF)), -1); err != io.ErrUnexpectedEOF {
-		t.Fatalf("broken body: %v", err)
-	}
-	if m.buf == nil {
-		t.Fatal("a small buffer was dropped")
-	}
-	// Longer than the buffer, in short reads: the buffer grows.
-	long := consulMarshal(t, consulBigState(t, 3000))
-	got, err = m.read(iotest.HalfReader(bytes.NewReader(long)), -1)
-	if err != nil || !bytes.Equal(got, long) {
-		t.Fatalf("long body: %d bytes, %v; want %d", len(got), err, len(long))
-	}
-	if _, err := m.read(io.MultiReader(bytes.NewReader(long), iotest.ErrReader(io.ErrUnexpectedEOF)), -1); err != io.ErrUnexpectedEOF {
-		t.Fatalf("broken long body: %v", err)
-	}
-	giant := io.LimitReader(zeros{}, consulKeepBuffer+1)
-	if got, err := m.read(giant, -1); err != nil || len(got) != consulKeepBuffer+1 {
-		t.Fatalf("giant body: %d bytes, %v", len(got), err)
-	}
-	if m.buf != nil {
-		t.Fatalf("a buffer of %d bytes kept", cap(m.buf))
-	}
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
-}
-
-// The split that reuses the last answer's spans finds the spans of a plain
-// split, and fails as it does.
-func TestConsulSplitReuse(t *testing.T) {
-	checks := consulBigState(t, 200)
+// A body that breaks off leaves the memory as it was: the next answer is
+// told against the last snapshot delivered. A check larger than the
+// window is read whole.
+func TestConsulMemoryBrokenBody(t *testing.T) {
+	checks := consulBigState(t, 300)
 	base := consulMarshal(t, checks)
-	var variants [][]byte
-	edit := func(f func(c []map[string]any) []map[string]any) {
-		c := make([]map[string]any, len(checks))
-		for i := range checks {
-			c[i] = maps.Clone(checks[i])
+	m := newConsulMemory()
+	m.commit(parseOK(t, m, base, 1))
+	checks[150]["Output"] = strings.Repeat("large ", 3*consulWindow/5)
+	changed := consulMarshal(t, checks)
+	for _, cut := range []int{1, len(changed) / 2, len(changed) - 1} {
+		broken := io.MultiReader(bytes.NewReader(changed[:cut]), iotest.ErrReader(io.ErrUnexpectedEOF))
+		if _, err := m.parse(broken, 2); err == nil {
+			t.Fatalf("cut at %d: no error", cut)
 		}
-		variants = append(variants, consulMarshal(t, f(c)))
 	}
-	edit(func(c []map[string]any) []map[string]any { return c })
-	edit(func(c []map[string]any) []map[string]any { c[0]["Status"] = "critical"; return c })
-	edit(func(c []map[string]any) []map[string]any { c[199]["Status"] = "critical"; return c })
-	edit(func(c []map[string]any) []map[string]any { c[100]["Output"] = `"},{"x":"`; return c })
-	edit(func(c []map[string]any) []map[string]any { c[100]["Output"] = "x"; c[150]["Output"] = "y"; return c })
-	edit(func(c []map[string]any) []map[string]any { return slices.Delete(c, 50, 51) })
-	edit(func(c []map[string]any) []map[string]any { return slices.Delete(c, 0, 1) })
-	edit(func(c []map[string]any) []map[string]any { return c[:199] })
-	edit(func(c []map[string]any) []map[string]any { return slices.Insert(c, 70, c[3]) })
-	edit(func(c []map[string]any) []map[string]any { return c[:0] })
-	variants = append(variants, append(slices.Clone(base), ' '), append([]byte(" "), base...), []byte("null"),
-		bytes.Replace(base, []byte(`},{`), []byte(`}, {`), 1), base[:len(base)-1], append(slices.Clone(base[:len(base)-1]), ",{}]"...),
-		bytes.Replace(base, []byte(`},{`), []byte(`},"`), 1))
-	oldSpans, _, err := consulSplit(base, nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	s := parseOK(t, m, changed, 3)
+	want := make([]bool, len(checks))
+	for i := range want {
+		want[i] = i != 150
 	}
-	for i, v := range variants {
-		want, _, wantErr := consulSplit(v, nil, nil)
-		got, r, err := consulSplit(v, nil, consulExactPrior(v, base, oldSpans))
-		if (err == nil) != (wantErr == nil) || err == nil && !slices.Equal(got, want) {
-			t.Errorf("variant %d: spans %v, %v; want %v, %v", i, got, err, want, wantErr)
-			continue
-		}
-		if err == nil && (!slices.Equal(got[:r.prefix], oldSpans[:r.prefix]) || len(got)-r.at != len(oldSpans)-r.from) {
-			t.Errorf("variant %d: reuse %+v of %d spans", i, r, len(got))
-		}
-		if i == 0 && (r.prefix != len(oldSpans)) {
-			t.Errorf("the same body: reuse %+v", r)
-		}
-		if i == 1 && (r.prefix != 0 || r.at != 1 || r.from != 1) {
-			t.Errorf("the first check changed: reuse %+v", r)
-		}
+	if s.same || !slices.Equal(unchanged(s), want) {
+		t.Fatalf("after broken answers: same %v, unchanged %v", s.same, unchanged(s))
 	}
 }
 
-// FuzzConsulSplit checks the split against encoding/json: a body is a
-// health list (a JSON array of objects, or null) if and only if the split
-// takes it and every span it gives is valid JSON, and then its spans are
-// the objects' bytes. Split after another body, reusing its spans, it
-// gives the same.
+// FuzzConsulSplit checks the parse against encoding/json: a body is a
+// health list (a JSON array of objects, or null) if and only if the parse
+// takes it, and then its checks are encoding/json's; so after another
+// body, delivered or not (read the first bit of how), and read in pieces
+// of any size (the other bits).
 func FuzzConsulSplit(f *testing.F) {
-	f.Add(fakeconsul.StateBefore(), []byte("[]"))
-	f.Add(fakeconsul.StateTTLExpired(), fakeconsul.StateBefore())
-	f.Add(consulMarshal(f, consulTestChecks()), consulMarshal(f, consulTestChecks()[1:]))
-	f.Add([]byte(`[{"a":"\"}],[{\\"},{"b":[1,{"c":"]"}]}]`), []byte(`[{"a":"\"}],[{\\"}]`))
-	f.Add([]byte(` null `), []byte(`[{}, {} ]`))
-	f.Add([]byte(`[{"a":"b"}}]`), []byte(`[{"a":"b"},{}]`))
-	f.Fuzz(func(t *testing.T, body, other []byte) {
+	f.Add(fakeconsul.StateBefore(), []byte("[]"), uint8(0))
+	f.Add(fakeconsul.StateTTLExpired(), fakeconsul.StateBefore(), uint8(1))
+	f.Add(consulMarshal(f, consulTestChecks()), consulMarshal(f, consulTestChecks()[1:]), uint8(2))
+	f.Add([]byte(`[{"a":"\"}],[{\\"},{"b":[1,{"c":"]"}]}]`), []byte(`[{"a":"\"}],[{\\"}]`), uint8(3))
+	f.Add([]byte(` null `), []byte(`[{}, {} ]`), uint8(4))
+	f.Add([]byte(`[{"a":"b"}}]`), []byte(`[{"a":"b"},{}]`), uint8(5))
+	f.Add([]byte(`[{"Node":"a"},{"Node":"b"}]`), []byte(`[{"Node":"b"},{"Node":"a"},{"Node":"b"}]`), uint8(7))
+	f.Fuzz(func(t *testing.T, body, other []byte, how uint8) {
 		var raw []json.RawMessage
 		jsonErr := json.Unmarshal(body, &raw)
-		if jsonErr == nil {
-			for _, r := range raw {
-				if r[0] != '{' {
-					jsonErr = errors.New("not an object")
-				}
+		want := make([]consulCheckJSON, len(raw))
+		for i, r := range raw {
+			if r[0] != '{' {
+				jsonErr = errors.New("not an object")
+			} else if err := json.Unmarshal(r, &want[i]); err != nil {
+				jsonErr = err
 			}
 		}
-		check := func(what string, spans []consulSpan, err error) {
-			if err == nil {
-				for _, s := range spans {
-					if !json.Valid(body[s.start:s.end]) {
-						err = fmt.Errorf("span %v invalid", s)
-						break
-					}
-				}
+		pieces := func(b []byte) io.Reader {
+			if how>>1 == 0 {
+				return bytes.NewReader(b)
 			}
-			if (err == nil) != (jsonErr == nil) {
-				t.Fatalf("%s: split error %v, encoding/json error %v", what, err, jsonErr)
-			}
-			if err != nil {
-				return
-			}
-			if len(spans) != len(raw) {
-				t.Fatalf("%s: %d spans, encoding/json %d elements", what, len(spans), len(raw))
-			}
-			for i, s := range spans {
-				if !bytes.Equal(body[s.start:s.end], raw[i]) {
-					t.Fatalf("%s: span %d %q, encoding/json %q", what, i, body[s.start:s.end], raw[i])
-				}
-			}
+			return &consulPieces{r: bytes.NewReader(b), n: int(how >> 1)}
 		}
-		spans, _, err := consulSplit(body, nil, nil)
-		check("plain", spans, err)
-		otherSpans, _, err := consulSplit(other, nil, nil)
+		m := newConsulMemory()
+		if s, err := m.parse(pieces(other), 1); err == nil && how&1 == 1 {
+			m.commit(s)
+		}
+		s, err := m.parse(pieces(body), 2)
+		if (err == nil) != (jsonErr == nil) {
+			t.Fatalf("parse error %v, encoding/json error %v", err, jsonErr)
+		}
 		if err != nil {
-			return // the prior is always a body split without error
+			return
 		}
-		prior := consulExactPrior(body, other, otherSpans)
-		spans, _, err = consulSplit(body, nil, prior)
-		check("after another", spans, err)
-		// What the chunks tell is a lower bound.
-		if len(body) > 0 {
-			prior.prefix -= min(prior.prefix, int(body[0]))
-			prior.suffix -= min(prior.suffix, int(body[len(body)-1]))
-			spans, _, err = consulSplit(body, nil, prior)
-			check("after another, less known", spans, err)
+		if len(s.events) != len(want) {
+			t.Fatalf("%d checks, encoding/json %d", len(s.events), len(want))
+		}
+		for i, e := range s.events {
+			w, c := want[i], e.Check
+			if c.Node != w.Node || c.CheckID != w.CheckID || c.Name != w.Name || c.Status != w.Status || c.Output != w.Output ||
+				c.ServiceID != w.ServiceID || c.ServiceName != w.ServiceName || !slices.Equal(c.ServiceTags, w.ServiceTags) ||
+				c.Notes != w.Notes || e.Namespace != w.Namespace {
+				t.Fatalf("check %d %+v, encoding/json %+v", i, *c, w)
+			}
 		}
 	})
 }
 
-// consulExactPrior is what body shares with old, whose spans are oldSpans,
-// to the byte.
-func consulExactPrior(body, old []byte, oldSpans []consulSpan) *consulPrior {
-	p := consulCommonPrefix(body, old)
-	return &consulPrior{length: len(old), prefix: p, suffix: consulCommonSuffix(body[p:], old[p:]), spans: oldSpans}
-}
-
-// consulCommonPrefix is the length of the longest common prefix of a and b.
-func consulCommonPrefix(a, b []byte) int {
-	const chunk = 4 << 10
-	n := min(len(a), len(b))
-	i := 0
-	for i+chunk <= n && bytes.Equal(a[i:i+chunk], b[i:i+chunk]) {
-		i += chunk
-	}
-	for i < n && a[i] == b[i] {
-		i++
-	}
-	return i
-}
-
-// consulCommonSuffix is the length of the longest common suffix of a and b.
-func consulCommonSuffix(a, b []byte) int {
-	const chunk = 4 << 10
-	n := min(len(a), len(b))
-	ea, eb := len(a), len(b)
-	i := 0
-	for i+chunk <= n && bytes.Equal(a[ea-i-chunk:ea-i], b[eb-i-chunk:eb-i]) {
-		i += chunk
-	}
-	for i < n && a[ea-i-1] == b[eb-i-1] {
-		i++
-	}
-	return i
-}
-
-// Answers of a few hundred checks (many chunks) edited at random: the
-// memory, which splits against the last answer's chunks, agrees with
-// encoding/json, with a plain split, and with a memory that splits every
-// answer afresh.
+// Answers of a few hundred checks edited at random: the memory, which
+// reads each against the last answer, agrees with encoding/json and with
+// a memory that reads every answer afresh.
 func TestConsulMemoryLargeEdits(t *testing.T) {
 	checks := consulBigState(t, 300)
 	r := rand.New(rand.NewPCG(7, 11))
@@ -653,12 +575,8 @@ func TestConsulMemoryLargeEdits(t *testing.T) {
 			body = append(body, '\n')
 		}
 		s := parseOK(t, m, body, uint64(step+1))
-		fresh.last = consulParsed{} // nothing to split against
+		fresh.last = nil // nothing to read against
 		want := parseOK(t, fresh, body, uint64(step+1))
-		plain, _, err := consulSplit(body, nil, nil)
-		if err != nil || !slices.Equal(m.last.spans, plain) {
-			t.Fatalf("step %d: spans differ from a plain split (%v)", step, err)
-		}
 		if s.same != want.same || !slices.Equal(unchanged(s), unchanged(want)) {
 			t.Fatalf("step %d: same %v, unchanged %v; split afresh: %v, %v", step, s.same, unchanged(s), want.same, unchanged(want))
 		}

@@ -5,8 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +35,7 @@ func (s *consulSink) Consume(ctx context.Context, b Batch) error {
 	if s.err != nil {
 		return s.err
 	}
+	b.Events = slices.Clone(b.Events) // the watcher reuses them
 	select {
 	case s.batches <- b:
 	case <-ctx.Done():
@@ -531,6 +536,37 @@ func TestConsulGarbageBody(t *testing.T) {
 	}
 	if len(h.logs.entries(t, "info", "recovered")) != 1 {
 		t.Fatalf("no single recovery log\n%s", h.logs)
+	}
+}
+
+// An answer that breaks off is told as such, whatever its index or
+// bytes; a whole one with a bad index or bad bytes as malformed.
+func TestConsulBrokenAndMalformedAnswers(t *testing.T) {
+	good := string(consulMarshal(t, consulTestChecks()))
+	for _, tc := range []struct {
+		name, index, body string
+		length            int // Content-Length, if more than the body: it breaks off
+		want              string
+	}{
+		{"bad index", "x", good, 0, `X-Consul-Index "x" is not an index`},
+		{"bad bytes", "7", "[{}]]", 0, "invalid health response at index 7 (5 bytes): unexpected ']' at byte 4 after the array"},
+		{"bad check", "7", `[{"Node":1}]`, 0, "invalid health response at index 7 (12 bytes): check 0 (byte 1)"},
+		{"broken", "7", good[:100], len(good), "broke off its answer: unexpected EOF"},
+		{"broken after bad bytes", "7", "[{}]]", 100, "broke off its answer: unexpected EOF"},
+		{"broken with a bad index", "x", good[:100], len(good), "broke off its answer: unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Consul-Index", tc.index)
+				w.Header().Set("Content-Length", strconv.Itoa(max(tc.length, len(tc.body))))
+				_, _ = io.WriteString(w, tc.body) // a body shorter than announced breaks off
+			}))
+			defer srv.Close()
+			_, err := NewConsul(ConsulConfig{Address: srv.URL}).fetch(context.Background(), 0, newConsulMemory())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one with %q", err, tc.want)
+			}
+		})
 	}
 }
 
