@@ -191,6 +191,10 @@ type pass struct {
 	// of incidents saved live (which undo such findings), for the memo
 	noLive  map[string]bool
 	livened map[string]bool
+	// keys under a first segment with an incident, read by this pass
+	// (neverHad), and the keys of the incidents it inserted
+	keysUnder map[string]map[string]bool
+	inserted  map[string]bool
 }
 
 // enqueue queues a message in the pass's transaction.

@@ -3,6 +3,7 @@ package incidents
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigie/vigie/store"
@@ -25,6 +26,10 @@ type memo struct {
 	// incidents, resolved at once when it stops: its every stop event
 	// would look again)
 	noLive map[string]bool
+	// by the first segment of a key ("check/"), every key under it that
+	// has an incident: a snapshot's checks that never had one (nearly all
+	// of a first snapshot) cost no query each
+	keysUnder map[string]map[string]bool
 }
 
 type factID struct{ kind, key string }
@@ -46,7 +51,8 @@ const memoLimit = 100_000
 const factRefresh = time.Hour
 
 func newMemo() *memo {
-	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}, snapshots: map[string]map[*watchers.Check][]string{}, noLive: map[string]bool{}}
+	return &memo{facts: map[factID]memoFact{}, latest: map[string]*store.Incident{}, snapshots: map[string]map[*watchers.Check][]string{}, noLive: map[string]bool{},
+		keysUnder: map[string]map[string]bool{}}
 }
 
 // take keeps what a committed pass read and wrote.
@@ -69,6 +75,16 @@ func (m *memo) take(p *pass) {
 	}
 	if p.snapshotSource != "" {
 		m.snapshots[p.snapshotSource] = p.snapshotKeys
+	}
+	for first, keys := range p.keysUnder {
+		if len(keys) <= memoLimit {
+			m.keysUnder[first] = keys
+		}
+	}
+	for key := range p.inserted {
+		if keys := m.keysUnder[firstSegment(key)]; keys != nil {
+			keys[key] = true
+		}
 	}
 	for prefix := range p.livened {
 		delete(m.noLive, prefix)
@@ -197,11 +213,52 @@ func (p *pass) noteLatest(key string, in *store.Incident) {
 	p.latest[key] = in
 }
 
+// firstSegment is a key's first segment with its "/", "" if it has none.
+func firstSegment(key string) string {
+	if i := strings.IndexByte(key, '/'); i >= 0 {
+		return key[:i+1]
+	}
+	return ""
+}
+
+// neverHad tells whether a key has no incident at all, by the keys under
+// its first segment that have one (read once, then kept by the memo):
+// only in snapshot passes, whose every check would otherwise be a query.
+func (p *pass) neverHad(ctx context.Context, key string) (bool, error) {
+	first := firstSegment(key)
+	if p.snapshotKeys == nil || first == "" || p.inserted[key] {
+		return false, nil
+	}
+	keys, ok := p.keysUnder[first]
+	if !ok {
+		keys, ok = p.e.memo.keysUnder[first]
+	}
+	if !ok {
+		var err error
+		if keys, err = p.synced(ctx).IncidentKeysWithPrefix(ctx, first); err != nil {
+			return false, err
+		}
+		if p.keysUnder == nil {
+			p.keysUnder = map[string]map[string]bool{}
+		}
+		p.keysUnder[first] = keys
+	}
+	return !keys[key], nil
+}
+
 // latestIncident returns the newest incident of a key, live or not, as a
 // copy the caller may change.
 func (p *pass) latestIncident(ctx context.Context, key string) (store.Incident, bool, error) {
 	in, ok := p.cachedLatest(key)
 	if !ok {
+		never, err := p.neverHad(ctx, key)
+		if err != nil {
+			return store.Incident{}, false, err
+		}
+		if never {
+			p.noteLatest(key, nil)
+			return store.Incident{}, false, nil
+		}
 		got, found, err := p.tx.LatestIncident(ctx, key)
 		if err != nil {
 			return store.Incident{}, false, err
@@ -231,6 +288,10 @@ func (p *pass) save(ctx context.Context, in *store.Incident) error {
 		if err := p.tx.SaveIncident(ctx, in); err != nil {
 			return err
 		}
+		if p.inserted == nil {
+			p.inserted = map[string]bool{}
+		}
+		p.inserted[in.Key] = true
 	}
 	if in.State == store.IncidentOpen || in.State == store.IncidentHeld {
 		if p.livened == nil {

@@ -212,3 +212,67 @@ func TestHasLine(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot pass learns which keys under a first segment ever had an
+// incident and answers the others without a query; what any pass inserts
+// later, or what a failed pass inserted, is still told right.
+func TestNeverHadFollowsInserts(t *testing.T) {
+	f := newFixture(t, nil)
+	f.feed("fire:check/old:down", "ok:check/old")
+	snapshotPass := func(fn func(p *pass) error) error {
+		return f.e.write(t.Context(), func(p *pass) error {
+			p.snapshotKeys = map[*watchers.Check][]string{}
+			return fn(p)
+		})
+	}
+	latest := func(p *pass, key string) bool {
+		t.Helper()
+		_, found, err := p.latestIncident(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found
+	}
+	err := snapshotPass(func(p *pass) error {
+		if !latest(p, "check/old") || latest(p, "check/new") {
+			t.Error("first snapshot: check/old had an incident, check/new none")
+		}
+		if p.keysUnder["check/"] == nil {
+			t.Error("the keys under check/ were not read in one query")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Inserted by a pass that fails: not kept; by one that commits: kept.
+	boom := errors.New("boom")
+	if err := f.e.write(t.Context(), func(p *pass) error {
+		if err := p.save(t.Context(), &store.Incident{Key: "check/gone", Rule: "scripted", State: store.IncidentOpen}); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	f.feed("fire:check/later:down")
+	err = snapshotPass(func(p *pass) error {
+		if !latest(p, "check/later") {
+			t.Error("an incident inserted after the keys were read is found")
+		}
+		if latest(p, "check/gone") {
+			t.Error("an incident of a failed pass is found")
+		}
+		if err := p.save(t.Context(), &store.Incident{Key: "check/here", Rule: "scripted", State: store.IncidentOpen}); err != nil {
+			return err
+		}
+		delete(p.latest, "check/here")
+		if !latest(p, "check/here") {
+			t.Error("an incident this pass inserted is found")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -154,6 +154,29 @@ func (t *Tx) LiveIncidentsWithPrefix(ctx context.Context, prefix string) ([]Inci
 	return t.incidents(ctx, `state IN ('held', 'open') AND key >= ? ORDER BY id`, prefix)
 }
 
+// IncidentKeysWithPrefix returns the keys under prefix that have an
+// incident, live or not: a key not among them has none.
+func (t *Tx) IncidentKeysWithPrefix(ctx context.Context, prefix string) (map[string]bool, error) {
+	q, args := `SELECT DISTINCT key FROM incidents WHERE key >= ?`, []any{prefix}
+	if end, ok := prefixEnd(prefix); ok {
+		q, args = q+` AND key < ?`, append(args, end)
+	}
+	rows, err := query(ctx, t, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	keys := map[string]bool{}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		keys[k] = true
+	}
+	return keys, rows.Err()
+}
+
 // prefixEnd is the least string above every string that starts with
 // prefix (keys compare bytewise); ok is false when there is none.
 func prefixEnd(prefix string) (end string, ok bool) {
