@@ -32,7 +32,7 @@ fuzz:
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzClosest$$' -fuzztime=$(FUZZTIME) ./internal/suggest/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzNomadFrame$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./watchers/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzNomadJSONValidity$$' -fuzztime=$(FUZZTIME) ./watchers/
-	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzConsulSplit$$' -fuzztime=$(FUZZTIME) ./watchers/
+	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzConsulSplit$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./watchers/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzRenderIncident$$' -fuzztime=$(FUZZTIME) ./incidents/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParseClusterData$$' -fuzztime=$(FUZZTIME) ./stolon/
 	CGO_ENABLED=0 $(GO) test -tags $(TAGS) -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./backups/
