@@ -40,6 +40,7 @@ func (p *process) runHA(ctx context.Context) error {
 		Fingerprint: cfg.Fingerprint(), Clock: p.clock,
 	})
 	p.setReadiness(func(context.Context) error { return candidateReady(el.Status()) })
+	p.metrics.RegisterRole(func() string { return el.Status().Role })
 	log.Info().Str("instance", cfg.HA.Instance).Str("lock", cfg.HA.LockKey).Msg("Campaigning for leadership")
 	term, err := el.Campaign(ctx)
 	if err != nil {

@@ -287,6 +287,12 @@ func TestHAOneLeaderAndStepDown(t *testing.T) {
 		leader, waiting = b, a
 	}
 	waiting.waitLog(t, 10*time.Second, "Another instance leads")
+	if m := metricsText(t, leader.listen); !strings.Contains(m, `vigie_ha_role{role="leader"} 1`) {
+		t.Errorf("the leader's metrics do not say it leads:\n%s", m)
+	}
+	if m := metricsText(t, waiting.listen); !strings.Contains(m, `vigie_ha_role{role="candidate"} 1`) {
+		t.Errorf("the waiting instance's metrics do not say it is a candidate")
+	}
 
 	// c is never ready: it says why in /readyz.
 	c := h.instance(t, "c", "replicate_interval = \"20s\"\n")
