@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -73,8 +74,15 @@ func (b *Bot) adopt(ctx context.Context, since time.Time) error {
 						undecryptable++
 						continue
 					}
+					// /messages gives raw content, maybe without the room.
+					evt.RoomID = room
+					if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+						undecryptable++
+						continue
+					}
 					dec, err := b.crypto.Decrypt(ctx, evt)
 					if err != nil {
+						b.log.Debug().Err(err).Str("event_id", evt.ID.String()).Msg("Cannot decrypt a message of the last leader")
 						undecryptable++
 						continue
 					}

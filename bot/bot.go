@@ -81,7 +81,8 @@ type Bot struct {
 	firstSync sync.Once
 	outage    outage
 	echoes    *echoes
-	adopted   *adopted // nil: not a takeover
+	adopted   *adopted      // nil: not a takeover
+	adoptDone chan struct{} // closed once adopted is read; nil: not a takeover
 }
 
 // New creates a bot; Start logs it in. incidents may be nil.
@@ -119,9 +120,7 @@ func (b *Bot) Start(ctx context.Context) error {
 		}
 	}
 	if !b.cfg.AdoptSince.IsZero() {
-		if err := b.adopt(ctx, b.cfg.AdoptSince); err != nil {
-			return fmt.Errorf("read what the last leader sent: %w", err)
-		}
+		b.adoptDone = make(chan struct{})
 	}
 	syncer.OnSync(b.onSync)
 	syncer.OnEvent(b.onOwnEvent)
@@ -208,6 +207,14 @@ func (b *Bot) onSync(ctx context.Context, _ *mautrix.RespSync, _ string) bool {
 	b.outage.recovered(b.log, b.cfg.Homeserver)
 	b.firstSync.Do(func() {
 		b.log.Info().Stringer("since_start", time.Since(b.cfg.Started).Round(time.Millisecond)).Msg("First sync completed")
+		if b.adoptDone != nil {
+			// After the first sync: its to-device events brought the room
+			// keys the last leader shared with this device.
+			if err := b.adopt(ctx, b.cfg.AdoptSince); err != nil {
+				b.log.Error().Err(err).Msg("Cannot read what the last leader sent: its last messages may be sent again")
+			}
+			close(b.adoptDone)
+		}
 	})
 	return true
 }

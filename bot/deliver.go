@@ -38,6 +38,13 @@ func (b *Bot) Deliver(ctx context.Context, d outbox.Delivery) (string, error) {
 	case d.ReplyTo != "":
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: id.EventID(d.ReplyTo)}}
 	}
+	if b.adoptDone != nil {
+		select {
+		case <-b.adoptDone:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 	var body any = content
 	if d.Key != "" {
 		if b.adopted != nil {

@@ -41,6 +41,7 @@ func (p *process) runHA(ctx context.Context) error {
 	})
 	p.setReadiness(func(context.Context) error { return candidateReady(el.Status()) })
 	p.metrics.RegisterRole(func() string { return el.Status().Role })
+	p.prepareDevice(ctx)
 	log.Info().Str("instance", cfg.HA.Instance).Str("lock", cfg.HA.LockKey).Msg("Campaigning for leadership")
 	term, err := el.Campaign(ctx)
 	if err != nil {
@@ -71,6 +72,30 @@ func (p *process) runHA(ctx context.Context) error {
 		log.Warn().Err(rerr).Msg("Cannot release the lock; the next leader waits for the session to expire")
 	}
 	return err
+}
+
+// deviceSetupTimeout bounds a candidate's login before it campaigns.
+const deviceSetupTimeout = 30 * time.Second
+
+// prepareDevice logs this instance's device in and publishes its keys
+// before it campaigns, without syncing: the leader then shares the room
+// keys of what it sends with this device too, and at takeover this
+// device can read, in encrypted rooms, what the last leader sent (to
+// adopt it rather than send it again). A failure only costs that.
+func (p *process) prepareDevice(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, deviceSetupTimeout)
+	defer cancel()
+	local, err := store.Open(ctx, p.cfg.SessionDir(), p.clock)
+	if err != nil {
+		p.log.Warn().Err(err).Msg("Cannot open the instance's own store to prepare its Matrix device")
+		return
+	}
+	defer local.Close()
+	b := bot.New(p.botConfig(p.started, time.Time{}), local, nil, nil, p.log)
+	defer b.Close()
+	if err := b.Start(ctx); err != nil {
+		p.log.Warn().Err(err).Msg("Cannot prepare this instance's Matrix device before leading; it logs in when it leads")
+	}
 }
 
 // candidateReady: a candidate is ready while it can campaign; one whose

@@ -36,9 +36,9 @@ type haInstance struct {
 	proc                          *botProcess
 }
 
-func newHAEnv(t *testing.T, frames []string) *haEnv {
+func newHAEnv(t *testing.T, frames []string, encrypted bool) *haEnv {
 	e := newMatrixEnv(t)
-	h := &haEnv{matrixEnv: e, room: e.alice.CreateRoom(t, false, e.botID),
+	h := &haEnv{matrixEnv: e, room: e.alice.CreateRoom(t, encrypted, e.botID),
 		nomad:  fakenomad.New(t, fakenomad.Config{HeartbeatInterval: 200 * time.Millisecond, Frames: frames}),
 		consul: fakeconsul.New(), s3: testenv.StartS3(t)}
 	t.Cleanup(h.consul.Close)
@@ -158,8 +158,20 @@ func leaderNotices(v *roomView) []string {
 // room ends up as after an uninterrupted run, each alert once.
 func TestHATakeoverExactlyOnce(t *testing.T) {
 	t.Parallel()
+	testTakeover(t, false)
+}
+
+// The same in an encrypted room: the waiting instance's device exists
+// before the leader sends, so the leader shares its room keys with it and
+// the new leader can read what the dead one sent.
+func TestHATakeoverExactlyOnceEncrypted(t *testing.T) {
+	t.Parallel()
+	testTakeover(t, true)
+}
+
+func testTakeover(t *testing.T, encrypted bool) {
 	frames := fakenomad.CaptureFrames()
-	h := newHAEnv(t, frames[:captureStart])
+	h := newHAEnv(t, frames[:captureStart], encrypted)
 	want := expectedView(t, frames, h.room.String())
 	a := h.start(t, h.instance(t, "a", ""))
 	a.waitLog(t, 30*time.Second, "Leading")
@@ -218,6 +230,9 @@ func TestHATakeoverExactlyOnce(t *testing.T) {
 	waitOutbox(t, b.dataDir, func(c map[string]int) bool { return c[store.StatePending] == 0 })
 	adopted := strings.Count(b.proc.log(), "The last leader had sent this message")
 	t.Logf("%d messages of the dead leader found in the room and not sent again", adopted)
+	if strings.Contains(b.proc.log(), `"undecryptable":`) && !strings.Contains(b.proc.log(), `"undecryptable":0`) {
+		t.Errorf("the new leader could not read some of the dead leader's messages")
+	}
 
 	got := matrixView(h.alice.Messages(t, h.room), h.botID)
 	notices := leaderNotices(&got)
@@ -269,7 +284,7 @@ func openStore(t *testing.T, dataDir string) *store.Store {
 // TTL and says why.
 func TestHAOneLeaderAndStepDown(t *testing.T) {
 	t.Parallel()
-	h := newHAEnv(t, fakenomad.CaptureFrames()[:captureStart])
+	h := newHAEnv(t, fakenomad.CaptureFrames()[:captureStart], false)
 	a, b := h.instance(t, "a", ""), h.instance(t, "b", "")
 	a.proc, b.proc = startBot(h.owner, a.config), startBot(h.owner, b.config)
 	a.proc.waitReady(t, a.listen)
@@ -320,7 +335,7 @@ func TestHAOneLeaderAndStepDown(t *testing.T) {
 // is kept aside, not deleted.
 func TestHAStateLostWhenS3Unreachable(t *testing.T) {
 	t.Parallel()
-	h := newHAEnv(t, fakenomad.CaptureFrames()[:captureStart])
+	h := newHAEnv(t, fakenomad.CaptureFrames()[:captureStart], false)
 	// The timeout under test is shortened; the rest is as shipped.
 	a := h.start(t, h.instance(t, "a", "restore_timeout = \"5s\"\n"))
 	a.waitLog(t, 30*time.Second, "State replicated to S3")

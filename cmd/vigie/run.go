@@ -108,21 +108,7 @@ func (p *process) lead(ctx context.Context, term *haTerm) error {
 		defer term.closeLocal()
 		adoptSince = term.adoptSince()
 	}
-	b := bot.New(bot.Config{
-		Homeserver:      cfg.Matrix.Homeserver,
-		UserID:          cfg.Matrix.UserID,
-		AccessToken:     cfg.Matrix.AccessToken.Reveal(),
-		Password:        cfg.Matrix.Password.Reveal(),
-		PickleKey:       cfg.Matrix.PickleKey.Reveal(),
-		DeviceName:      cfg.Matrix.DeviceName,
-		CommandPrefix:   cfg.Matrix.CommandPrefix,
-		AllowedInviters: cfg.Matrix.AllowedInviters,
-		Encryption:      cfg.Matrix.Encryption,
-		EventGrace:      cfg.Matrix.EventGrace.Duration,
-		DataDir:         cfg.DataDir,
-		Started:         started,
-		AdoptSince:      adoptSince,
-	}, state, a.router, a.engine, log)
+	b := bot.New(p.botConfig(started, adoptSince), state, a.router, a.engine, log)
 	defer b.Close()
 	a.metrics.RegisterOutbox(bot.Transport, a.store)
 
@@ -170,6 +156,20 @@ func (p *process) lead(ctx context.Context, term *haTerm) error {
 	a.router.Wait()
 	close(errs)
 	return p.ended(ctx, <-errs)
+}
+
+// botConfig is the Matrix transport's configuration: commands from
+// before started are ignored; adoptSince, with [ha], is from when the
+// rooms may hold what the last leader sent.
+func (p *process) botConfig(started, adoptSince time.Time) bot.Config {
+	m := p.cfg.Matrix
+	return bot.Config{
+		Homeserver: m.Homeserver, UserID: m.UserID,
+		AccessToken: m.AccessToken.Reveal(), Password: m.Password.Reveal(), PickleKey: m.PickleKey.Reveal(),
+		DeviceName: m.DeviceName, CommandPrefix: m.CommandPrefix, AllowedInviters: m.AllowedInviters,
+		Encryption: m.Encryption, EventGrace: m.EventGrace.Duration,
+		DataDir: p.cfg.DataDir, Started: started, AdoptSince: adoptSince,
+	}
 }
 
 // ended is how a leadership ends: a loop's error, the loss of leadership,
