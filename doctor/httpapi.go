@@ -52,8 +52,25 @@ func (a *httpAPI) url(path string, q url.Values) string {
 
 // get sends a GET with token (none if ""); the caller closes the body.
 func (a *httpAPI) get(ctx context.Context, path string, q url.Values, token string) (*http.Response, error) {
-	u := a.url(path, q)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	return a.do(ctx, http.MethodGet, path, q, token, nil)
+}
+
+// put sends a PUT with token and returns the status and the start of
+// the body.
+func (a *httpAPI) put(ctx context.Context, path string, q url.Values, token string, body []byte) (int, string, error) {
+	resp, err := a.do(ctx, http.MethodPut, path, q, token, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, strings.TrimSpace(string(b)), nil
+}
+
+// do sends a request with token (none if ""), saying which server failed
+// and which setting to check.
+func (a *httpAPI) do(ctx context.Context, method, path string, q url.Values, token string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.url(path, q), body)
 	if err != nil {
 		return nil, fmt.Errorf("%s address %q: %w", a.name, a.addr, err)
 	}
@@ -67,35 +84,11 @@ func (a *httpAPI) get(ctx context.Context, path string, q url.Values, token stri
 			err = ue.Err
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%s at %s did not answer GET %s in time", a.name, a.addr, path)
+			return nil, fmt.Errorf("%s at %s did not answer %s %s in time", a.name, a.addr, method, path)
 		}
 		return nil, fmt.Errorf("%s at %s is unreachable: %w (check %s.address)", a.name, a.addr, tlserr.Explain(err, a.table), a.table)
 	}
 	return resp, nil
-}
-
-// put sends a PUT with token and returns the status and the start of
-// the body.
-func (a *httpAPI) put(ctx context.Context, path string, q url.Values, token string, body []byte) (int, string, error) {
-	u := a.url(path, q)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
-	if err != nil {
-		return 0, "", fmt.Errorf("%s address %q: %w", a.name, a.addr, err)
-	}
-	if token != "" {
-		req.Header.Set(a.header, token)
-	}
-	resp, err := a.client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return 0, "", fmt.Errorf("%s at %s is unreachable: %w (check %s.address)", a.name, a.addr, tlserr.Explain(err, a.table), a.table)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return resp.StatusCode, strings.TrimSpace(string(b)), nil
 }
 
 // impossibleIndex is a check-and-set index no key has: a write with it

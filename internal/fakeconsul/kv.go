@@ -456,19 +456,7 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, token string) b
 	// failure (no leader), then the token. It answers and returns false
 	// when the request stops there.
 	rpc := func() bool {
-		if dc := q.Get("dc"); dc != "" && dc != Datacenter {
-			plain(w, http.StatusInternalServerError, "No path to datacenter")
-			return false
-		}
-		s.mu.Lock()
-		fail := 0
-		if len(s.kv.failures) > 0 {
-			fail = s.kv.failures[0]
-			s.kv.failures = s.kv.failures[1:]
-		}
-		s.mu.Unlock()
-		if fail != 0 {
-			plain(w, fail, failureBody(fail))
+		if !s.reachLeader(w, q, &s.kv.failures) {
 			return false
 		}
 		if !known {

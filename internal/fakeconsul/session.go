@@ -521,19 +521,26 @@ type sessionRequest struct {
 // an injected failure (no leader). It answers and returns false when the
 // request stops there.
 func (s *Server) forward(sr *sessionRequest) bool {
-	if dc := sr.q.Get("dc"); dc != "" && dc != Datacenter {
-		plain(sr.w, http.StatusInternalServerError, "No path to datacenter")
+	return s.reachLeader(sr.w, sr.q, &s.sess.failures)
+}
+
+// reachLeader plays the part of Consul's RPC forwarding, for one kind of
+// request: the datacenter, then the next failure injected for that kind
+// (no leader). It answers and returns false when the request stops there.
+func (s *Server) reachLeader(w http.ResponseWriter, q url.Values, failures *[]int) bool {
+	if dc := q.Get("dc"); dc != "" && dc != Datacenter {
+		plain(w, http.StatusInternalServerError, "No path to datacenter")
 		return false
 	}
 	s.mu.Lock()
 	fail := 0
-	if len(s.sess.failures) > 0 {
-		fail = s.sess.failures[0]
-		s.sess.failures = s.sess.failures[1:]
+	if len(*failures) > 0 {
+		fail = (*failures)[0]
+		*failures = (*failures)[1:]
 	}
 	s.mu.Unlock()
 	if fail != 0 {
-		plain(sr.w, fail, failureBody(fail))
+		plain(w, fail, failureBody(fail))
 		return false
 	}
 	return true
