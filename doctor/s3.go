@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vigie/vigie/backups"
 	"github.com/vigie/vigie/config"
+	"github.com/vigie/vigie/replica"
 )
 
 // probeDir is where the write probe goes, under s3.prefix: target names
@@ -68,6 +70,14 @@ func s3Checks(p *Plan, cfg *config.Config, tc *tls.Config) {
 		}
 		return OK("wrote, read and deleted %s", key)
 	}})
+	if cfg.HA.Enabled {
+		p.Add(Check{Component: comp, Name: "ha replica", Run: func(ctx context.Context) Result {
+			if _, err := bucket.Get(ctx); err != nil {
+				return Skip("the bucket cannot be listed (see above)")
+			}
+			return replicaResult(replica.Newest(ctx, st, cfg.ReplicaPrefix()))
+		}})
+	}
 	if g := cfg.Garage; g.AdminEndpoint != "" {
 		garage := &backups.Garage{Endpoint: g.AdminEndpoint, Token: g.AdminToken.Reveal(), Client: &http.Client{}}
 		p.Add(Check{Component: comp, Name: "garage admin", Run: func(ctx context.Context) Result {
@@ -83,4 +93,18 @@ func s3Checks(p *Plan, cfg *config.Config, tc *tls.Config) {
 			return OK("%s", detail)
 		}})
 	}
+}
+
+// replicaResult tells what a new leader would restore first.
+func replicaResult(m replica.Manifest, found bool, err error) Result {
+	switch {
+	case err != nil && errors.Is(err, replica.ErrUnavailable):
+		return Fail("cannot list the state replicas: %v", err)
+	case err != nil:
+		return Warn("the newest state replica is not usable (%v): a new leader would fall back to an older one", err)
+	case !found:
+		return Warn("no state replica yet: the first leader uploads one at once; until then a takeover starts from the new leader's own data directory")
+	}
+	return OK("newest: term %d, seq %d, written by %s %s ago (schema %d, %d bytes)", m.Term, m.Seq, m.Instance,
+		time.Since(m.Created).Round(time.Second), m.SchemaVersion, m.Size)
 }

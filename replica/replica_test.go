@@ -189,6 +189,9 @@ func TestNewerTermWins(t *testing.T) {
 	if res.Manifest.Term != 7 || res.Manifest.Seq != 1 || res.Manifest.Instance != "vigie-b" || len(res.Refused) != 0 || res.HighestTerm != 7 {
 		t.Fatalf("restored %+v", res)
 	}
+	if m, found, err := Newest(ctx, e.storage, prefix); err != nil || !found || m != res.Manifest {
+		t.Fatalf("Newest: %+v, %v, %v; want %+v", m, found, err, res.Manifest)
+	}
 	st, err := store.Open(ctx, dir, e.clock)
 	if err != nil {
 		t.Fatal(err)
@@ -409,6 +412,9 @@ func TestRestoreFresh(t *testing.T) {
 	res, err = Restore(t.Context(), e.storage, prefix, dir)
 	if err != nil || !res.Fresh || len(res.Refused) != 1 || !strings.Contains(res.Refused[0].Reason, "no manifest") || res.HighestTerm != 9 {
 		t.Fatalf("bucket with an upload cut short: %+v, %v", res, err)
+	}
+	if m, found, err := Newest(t.Context(), e.storage, prefix); err != nil || found {
+		t.Fatalf("Newest without a manifest: %+v, %v, %v", m, found, err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("a fresh start left files: %v", entries)

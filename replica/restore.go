@@ -52,6 +52,75 @@ type Refusal struct {
 
 func (r Refusal) String() string { return r.Key + ": " + r.Reason }
 
+// replicaEntry is one replica listed: its data object and manifest.
+type replicaEntry struct {
+	id       id
+	dataSize int64 // -1: no data object
+	manifest bool
+}
+
+// listReplicas lists the replicas under l, newest first, and the highest
+// term seen.
+func listReplicas(ctx context.Context, st Storage, l layout) ([]*replicaEntry, uint64, error) {
+	objs, err := st.List(ctx, l.dir)
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	var highest uint64
+	byID := map[id]*replicaEntry{}
+	for _, o := range objs {
+		i, isManifest, ok := l.parseKey(o.Key)
+		if !ok {
+			continue
+		}
+		highest = max(highest, i.term)
+		e := byID[i]
+		if e == nil {
+			e = &replicaEntry{id: i, dataSize: -1}
+			byID[i] = e
+		}
+		if isManifest {
+			e.manifest = true
+		} else {
+			e.dataSize = o.Size
+		}
+	}
+	entries := make([]*replicaEntry, 0, len(byID))
+	for _, e := range byID {
+		entries = append(entries, e)
+	}
+	slices.SortFunc(entries, func(a, b *replicaEntry) int { // newest first
+		if b.id.less(a.id) {
+			return -1
+		}
+		return 1
+	})
+	return entries, highest, nil
+}
+
+// Newest reads the manifest of the newest replica that has one, for
+// operators (vigie doctor); found is false when there is none. It checks
+// the manifest, not the data.
+func Newest(ctx context.Context, st Storage, prefix string) (m Manifest, found bool, err error) {
+	l := newLayout(prefix)
+	entries, _, err := listReplicas(ctx, st, l)
+	if err != nil {
+		return Manifest{}, false, err
+	}
+	for _, e := range entries {
+		if !e.manifest {
+			continue
+		}
+		data, err := readSmall(ctx, st, l.manifest(e.id), maxManifest)
+		if err != nil {
+			return Manifest{}, false, err
+		}
+		m, err := ParseManifest(data, l.manifest(e.id))
+		return m, err == nil, err
+	}
+	return Manifest{}, false, nil
+}
+
 // Restore puts the newest good replica under prefix in place of
 // <dataDir>/vigie.db, before the store is opened. Replicas are tried from
 // the highest (term, seq) down; one that is corrupt or cannot be verified
@@ -76,45 +145,12 @@ func Restore(ctx context.Context, st Storage, prefix, dataDir string) (Restored,
 	if err != nil {
 		return Restored{}, err
 	}
-	objs, err := st.List(ctx, l.dir)
+	entries, highest, err := listReplicas(ctx, st, l)
 	if err != nil {
-		return Restored{}, unavailable(err)
+		return Restored{}, err
 	}
 	removeLeftovers(dataDir)
-	type entry struct {
-		id       id
-		dataSize int64 // -1: no data object
-		manifest bool
-	}
-	var res Restored
-	byID := map[id]*entry{}
-	for _, o := range objs {
-		i, isManifest, ok := l.parseKey(o.Key)
-		if !ok {
-			continue
-		}
-		res.HighestTerm = max(res.HighestTerm, i.term)
-		e := byID[i]
-		if e == nil {
-			e = &entry{id: i, dataSize: -1}
-			byID[i] = e
-		}
-		if isManifest {
-			e.manifest = true
-		} else {
-			e.dataSize = o.Size
-		}
-	}
-	entries := make([]*entry, 0, len(byID))
-	for _, e := range byID {
-		entries = append(entries, e)
-	}
-	slices.SortFunc(entries, func(a, b *entry) int { // newest first
-		if b.id.less(a.id) {
-			return -1
-		}
-		return 1
-	})
+	res := Restored{HighestTerm: highest}
 
 	candidates := 0
 	for _, e := range entries {

@@ -285,6 +285,7 @@ func TestDoctorAgainstRealServers(t *testing.T) {
 		wantRow(t, rows, "ldap policy groups", "warn", "cn=admins,ou=groups,dc=example,dc=org")
 		wantRow(t, rows, "s3 bucket", "ok", "bucket backups")
 		wantRow(t, rows, "s3 write and delete", "ok", "vigie/.vigie-doctor/probe-")
+		wantRow(t, rows, "s3 ha replica", "ok", "newest: term 1, seq ", "written by doctor-test")
 		wantRow(t, rows, "postgres main-db server", "ok", fmt.Sprintf("(major %d)", e.pg.Major))
 		wantRow(t, rows, "postgres main-db pg_dump", "ok", fmt.Sprintf("can dump PostgreSQL %d", e.pg.Major))
 		for k, r := range rows {
