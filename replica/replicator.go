@@ -408,69 +408,29 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // a later leader's objects are its own to manage. It returns how many
 // objects it deleted.
 func (r *Replicator) prune(ctx context.Context) (int, error) {
-	objs, err := r.cfg.Storage.List(ctx, r.layout.dir)
+	entries, _, err := listReplicas(ctx, r.cfg.Storage, r.layout)
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, err
 	}
-	type entry struct {
-		id             id
-		data, manifest bool
-	}
-	byID := map[id]*entry{}
-	for _, o := range objs {
-		i, isManifest, ok := r.layout.parseKey(o.Key)
-		if !ok {
+	// entries are newest first: keep the first Keep complete ones; below
+	// the newest complete one, delete the rest of this term and older.
+	kept := 0
+	var newest *id
+	var doomed []*replicaEntry
+	for _, e := range entries {
+		if complete := e.manifest && e.dataSize >= 0; complete && kept < r.cfg.Keep {
+			kept++
+			if newest == nil {
+				newest = &e.id
+			}
 			continue
 		}
-		e := byID[i]
-		if e == nil {
-			e = &entry{id: i}
-			byID[i] = e
-		}
-		if isManifest {
-			e.manifest = true
-		} else {
-			e.data = true
+		if newest != nil && e.id.term <= r.cfg.Term && e.id.less(*newest) {
+			doomed = append(doomed, e)
 		}
 	}
-	var complete []id
-	for i, e := range byID {
-		if e.data && e.manifest {
-			complete = append(complete, i)
-		}
-	}
-	if len(complete) == 0 {
-		return 0, nil // nothing to keep: nothing to judge the rest by
-	}
-	slices.SortFunc(complete, func(a, b id) int {
-		if a.less(b) {
-			return 1
-		}
-		if b.less(a) {
-			return -1
-		}
-		return 0
-	})
-	newest := complete[0]
-	keep := map[id]bool{}
-	for _, i := range complete[:min(r.cfg.Keep, len(complete))] {
-		keep[i] = true
-	}
-	var doomed []*entry
-	for i, e := range byID {
-		if keep[i] || i.term > r.cfg.Term || !i.less(newest) {
-			continue
-		}
-		doomed = append(doomed, e)
-	}
-	slices.SortFunc(doomed, func(a, b *entry) int { // oldest first, for a predictable log
-		if a.id.less(b.id) {
-			return -1
-		}
-		return 1
-	})
 	deleted := 0
-	for _, e := range doomed {
+	for _, e := range slices.Backward(doomed) { // oldest first, for a predictable log
 		// The manifest first: a replica never points at deleted data.
 		if e.manifest {
 			if err := r.cfg.Storage.Remove(ctx, r.layout.manifest(e.id)); err != nil {
@@ -478,7 +438,7 @@ func (r *Replicator) prune(ctx context.Context) (int, error) {
 			}
 			deleted++
 		}
-		if e.data {
+		if e.dataSize >= 0 {
 			if err := r.cfg.Storage.Remove(ctx, r.layout.data(e.id)); err != nil {
 				return deleted, unavailable(err)
 			}
