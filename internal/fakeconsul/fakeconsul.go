@@ -565,14 +565,10 @@ wake:
 		if ready {
 			break
 		}
-		select {
-		case <-changed:
-		case <-timeout:
-			break wake // Consul answers the unchanged state
-		case <-r.Context().Done():
+		if woke, gone := s.awaitChange(r, changed, timeout); gone {
 			return
-		case <-s.done:
-			panic(http.ErrAbortHandler) // drop the connection, as a dying agent does
+		} else if !woke {
+			break wake // Consul answers the unchanged state
 		}
 	}
 
@@ -591,11 +587,7 @@ wake:
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Vary", "Accept-Encoding")
-	policy := "allow"
-	if acl != "" {
-		policy = "deny"
-	}
-	h.Set("X-Consul-Default-Acl-Policy", policy)
+	setACLPolicy(h, acl)
 	h.Set("X-Consul-Effective-Consistency", consistency)
 	h.Set("X-Consul-Index", strconv.FormatUint(index, 10))
 	h.Set("X-Consul-Knownleader", "true")
@@ -693,4 +685,30 @@ func waitTimer(minIndex uint64, wait time.Duration) (timeout <-chan time.Time, s
 	}
 	t := time.NewTimer(wait)
 	return t.C, func() { t.Stop() }
+}
+
+// awaitChange waits, in a blocking query, for the state to change (woke),
+// the query's wait to end, or the client to leave (gone). A server
+// stopping drops the connection, as a dying agent does.
+func (s *Server) awaitChange(r *http.Request, changed <-chan struct{}, timeout <-chan time.Time) (woke, gone bool) {
+	select {
+	case <-changed:
+		return true, false
+	case <-timeout:
+		return false, false
+	case <-r.Context().Done():
+		return false, true
+	case <-s.done:
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// setACLPolicy sets the header Consul's HTTP wrapper puts on every
+// answer, errors included: the default policy, deny once ACLs are on.
+func setACLPolicy(h http.Header, acl string) {
+	policy := "allow"
+	if acl != "" {
+		policy = "deny"
+	}
+	h.Set("X-Consul-Default-Acl-Policy", policy)
 }

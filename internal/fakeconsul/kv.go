@@ -387,12 +387,8 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, token string) b
 	s.mu.Unlock()
 
 	h := w.Header()
-	policy := "allow"
-	if acl != "" {
-		policy = "deny"
-	}
 	// Consul's HTTP wrapper and its gzip handler set them on every answer.
-	h.Set("X-Consul-Default-Acl-Policy", policy)
+	setACLPolicy(h, acl)
 	h.Set("Vary", "Accept-Encoding")
 	switch r.Method {
 	case http.MethodGet, http.MethodPut, http.MethodDelete:
@@ -636,14 +632,10 @@ wake:
 		if res.index > minIndex {
 			break
 		}
-		select {
-		case <-changed:
-		case <-timeout:
-			break wake // Consul answers the unchanged state
-		case <-r.Context().Done():
+		if woke, gone := s.awaitChange(r, changed, timeout); gone {
 			return
-		case <-s.done:
-			panic(http.ErrAbortHandler) // drop the connection, as a dying agent does
+		} else if !woke {
+			break wake // Consul answers the unchanged state
 		}
 	}
 

@@ -623,11 +623,7 @@ func (s *Server) serveSession(w http.ResponseWriter, r *http.Request, token stri
 	s.mu.Unlock()
 
 	h := w.Header()
-	policy := "allow"
-	if acl != "" {
-		policy = "deny"
-	}
-	h.Set("X-Consul-Default-Acl-Policy", policy)
+	setACLPolicy(h, acl)
 	h.Set("Vary", "Accept-Encoding")
 	switch r.Method {
 	case method:
@@ -833,14 +829,10 @@ wake:
 		if index > minIndex {
 			break
 		}
-		select {
-		case <-changed:
-		case <-timeout:
-			break wake
-		case <-sr.r.Context().Done():
+		if woke, gone := s.awaitChange(sr.r, changed, timeout); gone {
 			return
-		case <-s.done:
-			panic(http.ErrAbortHandler) // drop the connection, as a dying agent does
+		} else if !woke {
+			break wake
 		}
 	}
 	h := sr.w.Header()

@@ -103,12 +103,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, token string) 
 	}
 	s.mu.Unlock()
 
-	policy := "allow"
-	if acl != "" {
-		policy = "deny"
-	}
-	// Consul's HTTP wrapper sets it on every answer, errors included.
-	w.Header().Set("X-Consul-Default-Acl-Policy", policy)
+	setACLPolicy(w.Header(), acl)
 	// The endpoint is registered for GET and PUT; the wrapper answers
 	// OPTIONS and refuses other methods before the handler runs.
 	switch r.Method {
