@@ -49,7 +49,7 @@ func (p *process) runHA(ctx context.Context) error {
 	}
 	tookAt := p.clock.Now()
 	log.Info().Uint64("term", term.Index).Msg("Leading: restoring the replicated state")
-	t := &haTerm{p: p, term: term, storage: storage, lost: term.Lost, tookAt: tookAt}
+	t := &haTerm{p: p, term: term, storage: storage, tookAt: tookAt}
 	if err := t.restore(ctx); err != nil {
 		_ = term.Release(context.WithoutCancel(ctx))
 		return err
@@ -117,7 +117,6 @@ type haTerm struct {
 	p         *process
 	term      *leader.Term
 	storage   *backups.Storage
-	lost      context.Context
 	tookAt    time.Time
 	restored  replica.Restored
 	lostState string // why the state could not be restored; "" if it was
@@ -163,8 +162,8 @@ func (t *haTerm) restore(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-t.lost.Done():
-				return context.Cause(t.lost)
+			case <-t.term.Lost.Done():
+				return context.Cause(t.term.Lost)
 			case <-time.After(restoreRetry):
 			}
 			continue
@@ -192,17 +191,28 @@ func setAside(dataDir string, now time.Time) error {
 	return os.Rename(path, aside)
 }
 
-// botState keeps the Matrix session (device, token, sync position) with
-// this instance: each instance is its own device of the bot's account,
-// and the replicated state never holds an access token.
-func (t *haTerm) botState(shared *store.Store) bot.State {
-	local, err := store.Open(context.Background(), t.p.cfg.SessionDir(), t.p.clock)
+// prepare sets up what leading adds: the bot's own state, which keeps the
+// Matrix session (device, token, sync position) with this instance (each
+// instance is its own device of the bot's account, and the replicated
+// state never holds an access token), and the replication of the shared
+// state, whose target is a source Vigie watches: S3 refusing it long
+// enough is an incident in the rooms.
+func (t *haTerm) prepare(ctx context.Context, a *app) (bot.State, error) {
+	cfg := t.p.cfg
+	r, err := replica.New(replica.Config{
+		Storage: t.storage, Prefix: cfg.ReplicaPrefix(), Source: a.store, Term: t.index, Instance: cfg.HA.Instance,
+		Interval: cfg.HA.ReplicateInterval.Duration, TempDir: cfg.DataDir, Clock: t.p.clock,
+		Lookout: a.sight.Add("replica", "State replica (S3)", cfg.S3.Endpoint),
+	})
 	if err != nil {
-		t.p.log.Error().Err(err).Msg("Cannot open the instance's own store; the Matrix session is kept in the shared state")
-		return shared
+		return nil, err
 	}
-	t.local = local
-	return instanceState{Store: shared, local: local}
+	local, err := store.Open(ctx, cfg.SessionDir(), t.p.clock)
+	if err != nil {
+		return nil, fmt.Errorf("the instance's own store (its Matrix session): %w", err)
+	}
+	t.replicator, t.local = r, local
+	return instanceState{Store: a.store, local: local}, nil
 }
 
 func (t *haTerm) closeLocal() {
@@ -223,23 +233,6 @@ func (s instanceState) Value(ctx context.Context, key string) (string, bool, err
 
 func (s instanceState) SetValue(ctx context.Context, key, value string) error {
 	return s.local.SetValue(ctx, key, value)
-}
-
-// replicate is the loop uploading the state.
-// A replica S3 does not take is a source Vigie cannot see: blind long
-// enough, it is an incident in the rooms.
-func (t *haTerm) replicate(st *store.Store, sight *watchers.Visibility) func(context.Context) error {
-	cfg := t.p.cfg
-	r, err := replica.New(replica.Config{
-		Storage: t.storage, Prefix: cfg.ReplicaPrefix(), Source: st, Term: t.index, Instance: cfg.HA.Instance,
-		Interval: cfg.HA.ReplicateInterval.Duration, TempDir: cfg.DataDir, Clock: t.p.clock,
-		Lookout: sight.Add("replica", "State replica (S3)", cfg.S3.Endpoint),
-	})
-	if err != nil {
-		return func(context.Context) error { return err }
-	}
-	t.replicator = r
-	return r.Run
 }
 
 // adoptWindow is how far back a new leader looks for what the last one
@@ -278,9 +271,6 @@ func (t *haTerm) news() watchers.Batch {
 
 // ready: a leader whose state does not reach S3 is not ready.
 func (t *haTerm) ready() error {
-	if t.replicator == nil {
-		return nil
-	}
 	if s := t.replicator.Status(); s.LastError != "" && s.Failures > 1 {
 		return fmt.Errorf("state replication to S3 failing (%d in a row): %s", s.Failures, s.LastError)
 	}

@@ -97,16 +97,16 @@ func (p *process) lead(ctx context.Context, term *haTerm) error {
 		log.Warn().Msg("No [[alerts.rooms]] configured: incidents are tracked (see the alerts command) but posted nowhere")
 	}
 	var state bot.State = a.store
-	var adoptSince time.Time
-	started := p.started
+	started, adoptSince := p.started, time.Time{}
 	if term != nil {
+		if state, err = term.prepare(ctx, a); err != nil {
+			return err
+		}
+		defer term.closeLocal()
 		// Commands from before the lock was taken were the last leader's
 		// to answer (and those it answered after its replica would be
 		// answered again).
-		started = term.tookAt
-		state = term.botState(a.store)
-		defer term.closeLocal()
-		adoptSince = term.adoptSince()
+		started, adoptSince = term.tookAt, term.adoptSince()
 	}
 	b := bot.New(p.botConfig(started, adoptSince), state, a.router, a.engine, log)
 	defer b.Close()
@@ -123,10 +123,9 @@ func (p *process) lead(ctx context.Context, term *haTerm) error {
 	})
 	if term != nil {
 		// Leadership lost: everything below stops before anything else is sent.
-		stop := context.AfterFunc(term.lost, func() { cancel(fmt.Errorf("leadership lost: %w", context.Cause(term.lost))) })
+		lost := term.term.Lost
+		stop := context.AfterFunc(lost, func() { cancel(fmt.Errorf("leadership lost: %w", context.Cause(lost))) })
 		defer stop()
-	}
-	if term != nil {
 		if err := a.engine.Consume(ctx, term.news()); err != nil {
 			return fmt.Errorf("record the takeover: %w", err)
 		}
@@ -139,7 +138,7 @@ func (p *process) lead(ctx context.Context, term *haTerm) error {
 	waitAlerts := a.startAlerts(ctx, bot.Transport)
 	loops := []func(context.Context) error{b.Run, a.sender(bot.Transport, b).Run}
 	if term != nil {
-		loops = append(loops, term.replicate(a.store, a.sight))
+		loops = append(loops, term.replicator.Run)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(loops))
